@@ -1,0 +1,46 @@
+# The two commands of the README. Each one sets up what it needs on a fresh
+# Debian / Raspberry Pi OS machine that has python3, then runs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-quick lint bench install clean
+
+demo: $(VENV)/.installed
+	$(BIN)/homecare-agent demo
+
+test: $(VENV)/.installed-test tools
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-quick: $(VENV)/.installed-test tools
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/python -m mypy
+
+bench: $(VENV)/.installed-test tools
+	$(BIN)/python -m bench
+
+# --- set-up -----------------------------------------------------------------
+$(VENV)/bin/python:
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    rm -rf $(VENV); apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); \
+	  else echo "python3 -m venv failed: run 'sudo apt-get install python3-venv', then make again" >&2; exit 1; fi; }
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+
+$(VENV)/.installed: $(VENV)/bin/python setup.py pyproject.toml
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/bin/python setup.py pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@ $(VENV)/.installed
+
+# The tests start their own mosquitto (and openssl makes their certificates).
+tools:
+	@bash .ci/ensure-tools
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache

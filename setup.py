@@ -1,0 +1,54 @@
+"""Packaging for homecare-agent.
+
+Runtime dependencies are the ones the product card names plus what signing needs
+(PyJWT + cryptography). GPIO backends that only exist on a Raspberry Pi live in the
+``pi`` extra behind environment markers, so ``pip install .[test]`` works on x86 CI.
+"""
+from setuptools import find_packages, setup
+
+ON_PI = "platform_machine == 'aarch64' or platform_machine == 'armv7l' or platform_machine == 'armv6l'"
+
+setup(
+    name="homecare-agent",
+    version="0.1.0",
+    description="Raspberry Pi gateway: debounced SOS/door/smoke sensors, signed events, durable MQTT delivery",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9,<3.14",
+    packages=find_packages(include=["agent", "agent.*", "drivers", "drivers.*"]),
+    include_package_data=True,
+    package_data={"agent": ["py.typed", "demo/*.yaml"], "drivers": ["py.typed"]},
+    install_requires=[
+        # 2.0.1.post3: earlier 2.0.1 post-releases break backend selection on a Pi 5.
+        "gpiozero>=2.0.1.post3",
+        "paho-mqtt>=2.0,<3",
+        "PyYAML>=5.4",
+        "tenacity>=8.0",
+        "PyJWT>=2.8",
+        "cryptography>=41",
+    ],
+    extras_require={
+        "pi": [
+            f"RPi.GPIO>=0.7.1; ({ON_PI})",
+            # lgpio's PyPI wheels exist only for some Pythons; pinned to the release that
+            # has them. Where pip cannot build it, use Debian's python3-lgpio (README).
+            f"lgpio==0.2.2.0; ({ON_PI}) and python_version < '3.13'",
+        ],
+        "test": [
+            "pytest>=7.4",
+            "pytest-timeout>=2.2",
+            "hypothesis>=6.80",
+            "jwcrypto>=1.5",
+            "fake-rpi>=0.7.1",
+            "mypy>=1.5",
+            "types-PyYAML",
+        ],
+    },
+    entry_points={"console_scripts": ["homecare-agent=agent.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3.9",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.13",
+        "Operating System :: POSIX :: Linux",
+    ],
+)

@@ -1,0 +1,40 @@
+"""Drivers for tests (like h11's ConnectionPair): run the CLI, wait for things."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """Environment for running ``python -m agent`` from this checkout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("JOURNAL_STREAM", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def cli_command(*args: str) -> List[str]:
+    return [sys.executable, "-m", "agent", *args]
+
+
+def run_cli(*args: str, input: Optional[str] = None, timeout: float = 60.0,
+            env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
+    """Run ``homecare-agent ARGS`` as a subprocess and capture its output."""
+    return subprocess.run(cli_command(*args), input=input, capture_output=True, text=True,
+                          timeout=timeout, env=cli_env(env), cwd=str(cwd or REPO))
+
+
+def popen_cli(*args: str, env: Optional[Dict[str, str]] = None,
+              **kwargs: object) -> "subprocess.Popen[str]":
+    return subprocess.Popen(cli_command(*args), env=cli_env(env), text=True, **kwargs)  # type: ignore[call-overload]
+
+
+def lines(text: str) -> Sequence[str]:
+    return [line for line in text.splitlines() if line.strip()]
