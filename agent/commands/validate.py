@@ -1,10 +1,24 @@
-"""`homecare-agent validate`: not built yet (see the issue that delivers it)."""
+"""`homecare-agent validate --config FILE`: check a config file without touching GPIO.
+
+Valid: prints ``FILE: OK`` on stdout, exit 0. Not valid (or missing, unreadable):
+every problem, one a line, as ``FILE:LINE:COL: field.path: message`` on *stderr*
+(diagnostics go where compilers put them, so ``validate >/dev/null`` still shows
+them), exit 2. Key files are not opened: the agent checks them when it starts.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 
+from agent.config import ConfigProblems, load_config
+
 
 def main(args: argparse.Namespace) -> int:
-    print("homecare-agent validate: not implemented yet in this version", file=sys.stderr)
-    return 1
+    try:
+        load_config(args.config)
+    except ConfigProblems as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    print(f"{args.config}: OK")
+    return 0
