@@ -17,7 +17,9 @@ setup(
     python_requires=">=3.9,<3.14",
     packages=find_packages(include=["agent", "agent.*", "drivers", "drivers.*"]),
     include_package_data=True,
-    package_data={"agent": ["py.typed", "demo/*.yaml"], "drivers": ["py.typed"]},
+    package_data={"agent": ["py.typed"], "drivers": ["py.typed"]},
+    # the demo and example configs, for installs that are not a checkout
+    data_files=[("share/homecare-agent", ["config/demo.yaml", "config/example.yaml"])],
     install_requires=[
         # 2.0.1.post3: earlier 2.0.1 post-releases break backend selection on a Pi 5.
         "gpiozero>=2.0.1.post3",

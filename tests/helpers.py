@@ -25,7 +25,7 @@ def cli_command(*args: str) -> List[str]:
 
 
 def run_cli(*args: str, input: Optional[str] = None, timeout: float = 60.0,
-            env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
+            env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None) -> "subprocess.CompletedProcess[str]":
     """Run ``homecare-agent ARGS`` as a subprocess and capture its output."""
     return subprocess.run(cli_command(*args), input=input, capture_output=True, text=True,
                           timeout=timeout, env=cli_env(env), cwd=str(cwd or REPO))
@@ -33,7 +33,7 @@ def run_cli(*args: str, input: Optional[str] = None, timeout: float = 60.0,
 
 def popen_cli(*args: str, env: Optional[Dict[str, str]] = None,
               **kwargs: object) -> "subprocess.Popen[str]":
-    return subprocess.Popen(cli_command(*args), env=cli_env(env), text=True, **kwargs)  # type: ignore[call-overload]
+    return subprocess.Popen(cli_command(*args), env=cli_env(env), text=True, **kwargs)  # type: ignore[call-overload,no-any-return]
 
 
 def lines(text: str) -> Sequence[str]:
