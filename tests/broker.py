@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -400,9 +401,9 @@ def make_client(broker: MosquittoBroker, *, user: Optional[str] = "consumer",
     ``password`` defaults to the broker's password for ``user``; TLS verifies against the
     test CA with hostname checking unless ``ca_file`` says otherwise.
     """
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+    client = mqtt.Client(CallbackAPIVersion.VERSION2,
                          client_id=client_id or "test-" + uuid.uuid4().hex[:10],
-                         protocol=mqtt.MQTTProtocolVersion(protocol), reconnect_on_failure=False)
+                         protocol=MQTTProtocolVersion(protocol), reconnect_on_failure=False)
     if user is not None:
         client.username_pw_set(user, password if password is not None else broker.users[user])
     if tls:
