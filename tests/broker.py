@@ -332,7 +332,7 @@ class MosquittoBroker:
                                           stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         deadline = t0 + timeout
         ok = all(wait_for_port(self.host, p, deadline, lambda: self.running)
-                 for p in (self.plain_port, self.tls_port))
+                 for p in (self.plain_port, self.tls_port)) and self.running
         if not ok:
             self._terminate(signal.SIGKILL)
             raise BrokerStartError("mosquitto did not start within {:.0f} s; log tail:\n{}".format(

@@ -334,7 +334,7 @@ class FaultProxy:
             self._notify()
             return
         upstream: Optional[socket.socket] = None
-        try:
+        try:  # blocking, but the target is a loopback broker: refused or accepted at once
             upstream = socket.create_connection(self.target, timeout=2.0)
         except OSError:
             if self._mode != "blackhole":

@@ -136,6 +136,20 @@ def test_kill_then_start(broker: MosquittoBroker) -> None:
     pub.close()
 
 
+def test_first_start_moves_to_new_ports_if_one_was_taken(tmp_path: Path, test_pki: TestPKI) -> None:
+    b = MosquittoBroker(tmp_path / "race", test_pki)
+    taken = b.tls_port
+    with socket.socket() as squatter:
+        squatter.bind((b.host, taken))
+        squatter.listen(1)
+        try:
+            b.start()
+            assert b.running and b.tls_port != taken
+            assert "in use" in b.log_file.read_text()
+        finally:
+            b.kill()
+
+
 def test_broker_start_time(tmp_path: Path, test_pki: TestPKI) -> None:
     """Measures start/stop cycles; the figure is printed with -s and bounded generously."""
     b = MosquittoBroker(tmp_path / "timing", test_pki)
