@@ -1,9 +1,18 @@
-"""Shared fixtures. Only this file touches gpiozero's class-level pin factory."""
+"""Shared fixtures. Only this file touches gpiozero's class-level pin factory.
+
+Broker fixtures (``test_pki``, ``broker``, ``shared_broker``, ``fault_proxy``) start the
+real mosquitto from tests/broker.py; a failing test gets the broker log tail in its report.
+"""
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from tests.broker import MosquittoBroker, TestPKI, make_test_pki
+from tests.faultproxy import FaultProxy
 
 
 @pytest.fixture
@@ -21,3 +30,60 @@ def mock_factory() -> Iterator[object]:
         factory.reset()
         factory.close()
         Device.pin_factory = previous
+
+
+# --------------------------------------------------------------------------- real broker
+# Helpers live in tests/broker.py and tests/faultproxy.py; these fixtures only manage
+# their life cycle. Tests that use them are marked @pytest.mark.broker.
+
+@pytest.fixture(scope="session")
+def test_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
+    """A throw-away CA, localhost server cert, client cert and an unrelated CA (session-wide)."""
+    return make_test_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def broker(tmp_path: Path, test_pki: TestPKI) -> Iterator[MosquittoBroker]:
+    """A fresh private mosquitto (plain + TLS listeners, users, ACL), killed afterwards."""
+    b = MosquittoBroker(tmp_path / "broker", test_pki)
+    b.start()
+    try:
+        yield b
+    finally:
+        b.kill()
+
+
+@pytest.fixture(scope="session")
+def shared_broker(tmp_path_factory: pytest.TempPathFactory, test_pki: TestPKI) -> Iterator[MosquittoBroker]:
+    """One mosquitto for the whole session: for tests that never stop it or rely on it being empty.
+
+    Use distinct topics per test (e.g. include the test name); retained messages persist
+    for the session.
+    """
+    b = MosquittoBroker(tmp_path_factory.mktemp("shared-broker"), test_pki)
+    b.start()
+    try:
+        yield b
+    finally:
+        b.kill()
+
+
+@pytest.fixture
+def fault_proxy(broker: MosquittoBroker) -> Iterator[FaultProxy]:
+    """A FaultProxy in ``pass`` mode in front of ``broker``'s PLAIN listener."""
+    with FaultProxy(broker.host, broker.plain_port) as proxy:
+        yield proxy
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:  # type: ignore[type-arg]
+    """On a failure, add each broker's log tail to the report (shown under the traceback)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if not report.failed:
+        return
+    for name, value in sorted(getattr(item, "funcargs", {}).items()):
+        if isinstance(value, MosquittoBroker):
+            lines = int(os.environ.get("BROKER_LOG_LINES", "40"))
+            report.sections.append(("mosquitto log tail ({}: {})".format(name, value.log_file),
+                                    value.log_tail(lines)))
