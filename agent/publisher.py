@@ -1,0 +1,474 @@
+"""The publisher: the only module that talks to paho-mqtt.
+
+Theory of operation
+-------------------
+One thread ("mqtt-link") owns the paho client and drives it with paho's external-loop
+API (``loop_read`` / ``loop_write`` / ``loop_misc`` around our own ``select``), never
+``loop_start``/``loop_stop`` — so paho never runs a thread of its own, its callbacks
+run in our thread, and there is no ``loop_stop()`` to hang while messages are
+unacknowledged. Callbacks only note what happened; the loop acts on it afterwards.
+
+Each connection gets a fresh client (clean session). Rows come from the outbox in its
+order (critical first, then ``seq``) into a bounded in-flight window
+(:class:`agent.delivery.DeliveryWindow`); a PUBACK with a success reason code deletes
+the row from the outbox; anything unacknowledged when a connection ends is simply sent
+again on the next one, because it is still in the outbox. ``wait_for_publish`` is never
+used (it raises forever for a message published while offline).
+
+Failures and how they are noticed:
+
+* refused TCP / TLS / CONNACK: the attempt fails and tenacity waits (exponential
+  back-off with full jitter) before the next one, forever;
+* a silent peer before CONNACK: ``connect_timeout_s``;
+* a half-open link: MQTT keepalive (paho's ``loop_misc`` pings and gives up);
+* a broker that accepts publishes but never acknowledges: no PUBACK progress for
+  ``ack_timeout_s`` -> drop the connection and start afresh.
+
+Other threads talk to the publisher only through :meth:`wake` (a byte on a pipe that the
+select loop watches) and :meth:`stop`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import (AbstractSet, Any, Callable, List, Optional, Protocol, Sequence,
+                    Tuple)
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from tenacity import (RetryError, Retrying, retry_if_exception_type,
+                      wait_random_exponential)
+
+from agent import __version__
+from agent.delivery import DeliveryWindow, WindowSettings
+
+log = logging.getLogger("agent.publisher")
+
+_PROTOCOLS = {"3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
+
+
+class RowLike(Protocol):
+    @property
+    def row_id(self) -> int: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def payload(self) -> bytes: ...
+
+
+class RowSource(Protocol):
+    """What the publisher needs of the outbox (it is thread-safe through its owner)."""
+
+    def next_batch(self, limit: int, exclude: AbstractSet[int]) -> Sequence[RowLike]: ...
+
+    def ack(self, row_ids: Sequence[int]) -> None: ...
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    ca_file: Optional[Path] = None        # None: the system's CAs
+    cert_file: Optional[Path] = None
+    key_file: Optional[Path] = None
+    verify: bool = True                   # False only when asked for explicitly
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        if self.cert_file is not None:
+            ctx.load_cert_chain(str(self.cert_file),
+                                str(self.key_file) if self.key_file else None)
+        if not self.verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """Everything the publisher needs to know about the broker (SPEC.md section 5)."""
+
+    host: str
+    port: int
+    client_id: str
+    topic_prefix: str
+    protocol: str = "5"
+    keepalive_s: int = 30
+    tls: Optional[TlsSettings] = None
+    username: Optional[str] = None
+    password: Optional[str] = field(default=None, repr=False)
+    subscribe_commands: bool = True
+    window: WindowSettings = WindowSettings()
+    connect_timeout_s: float = 10.0
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 60.0
+    #: a connection that lasted this long resets the back-off
+    healthy_after_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.protocol not in _PROTOCOLS:
+            raise ValueError(f"protocol must be one of {sorted(_PROTOCOLS)}, not {self.protocol!r}")
+
+    @property
+    def status_topic(self) -> str:
+        return f"{self.topic_prefix}/status"
+
+    @property
+    def commands_topic(self) -> str:
+        return f"{self.topic_prefix}/commands"
+
+
+@dataclass(frozen=True)
+class LinkStatus:
+    """A snapshot of the link, for ``status`` and heartbeats."""
+
+    connected: bool = False
+    since: Optional[float] = None          # wall-clock time of the last change
+    connects: int = 0
+    reconnects: int = 0
+    stalls: int = 0
+    last_error: Optional[str] = None
+    delivered: int = 0
+    rejected: int = 0
+    inflight: int = 0
+
+
+class LinkDown(Exception):
+    """This connection attempt or session is over; the reason is the message."""
+
+
+class _Connection:
+    """What paho's callbacks told us about one client (they run in our thread)."""
+
+    def __init__(self) -> None:
+        self.connack: Optional[int] = None
+        self.lost: Optional[str] = None
+        self.acks: List[Tuple[int, int]] = []
+        self.messages: List[bytes] = []
+        self.status_mids: set[int] = set()
+
+    # paho callback signatures (CallbackAPIVersion.VERSION2)
+    def on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.connack = _code(reason)
+
+    def on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.lost = f"disconnected ({reason})"
+
+    def on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        self.acks.append((mid, _code(reason)))
+
+    def on_message(self, client: Any, userdata: Any, message: Any) -> None:
+        self.messages.append(bytes(message.payload))
+
+
+def _code(reason: Any) -> int:
+    value = getattr(reason, "value", reason)
+    return int(value) if isinstance(value, int) else 0
+
+
+class Publisher:
+    """Drains a :class:`RowSource` to an MQTT broker, deleting rows only on PUBACK.
+
+    ``on_delivered(row_ids)`` and ``on_command(payload)`` are called from the
+    publisher's thread; they must only hand the work over (e.g. put it on a queue).
+    """
+
+    def __init__(self, settings: LinkSettings, source: RowSource, *,
+                 on_delivered: Optional[Callable[[Sequence[int]], None]] = None,
+                 on_command: Optional[Callable[[bytes], None]] = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self._source = source
+        self._on_delivered = on_delivered
+        self._on_command = on_command
+        self._clock = clock
+        self._wall = wall_clock
+        self._window = DeliveryWindow(settings.window)
+        self._stopping = threading.Event()
+        self._flush_deadline = 0.0
+        self._flushed = threading.Event()
+        self._rows_maybe_waiting = True
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._thread: Optional[threading.Thread] = None
+        self.status = LinkStatus()
+
+    # --- API for other threads ------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New rows are in the outbox."""
+        try:
+            os.write(self._wake_w, b"!")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
+
+    def stop(self, flush_timeout_s: float = 3.0) -> bool:
+        """Send what can be sent within ``flush_timeout_s``, say offline, disconnect.
+
+        Returns True when nothing was left unacknowledged.
+        """
+        self._flush_deadline = self._clock() + flush_timeout_s
+        self._stopping.set()
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(flush_timeout_s + self.settings.connect_timeout_s + 5.0)
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        return self._flushed.is_set()
+
+    # --- the thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            retrying = Retrying(
+                wait=wait_random_exponential(multiplier=self.settings.backoff_base_s,
+                                             max=self.settings.backoff_max_s),
+                retry=retry_if_exception_type(LinkDown),
+                stop=lambda state: self._stopping.is_set(),
+                sleep=self._sleep,
+                before_sleep=self._log_retry,
+            )
+            try:
+                retrying(self._one_connection)
+            except RetryError:
+                pass  # stopping
+            except Exception:  # a bug here must not end delivery for good
+                log.exception("publisher error; starting a new connection")
+                self._stopping.wait(self.settings.backoff_base_s)
+
+    def _sleep(self, seconds: float) -> None:
+        self._stopping.wait(seconds)  # stop() cuts a back-off short
+
+    def _log_retry(self, state: Any) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning("broker %s:%d unavailable (%s); retry %d in %.1f s",
+                    self.settings.host, self.settings.port, exc, state.attempt_number, wait)
+
+    def _one_connection(self) -> None:
+        """Connect, deliver until the link ends. Raises LinkDown unless it was healthy."""
+        conn = _Connection()
+        client = self._new_client(conn)
+        started: Optional[float] = None
+        try:
+            self._connect(client, conn)
+            started = self._clock()
+            self._session(client, conn)
+        except LinkDown as exc:
+            self._mark_down(str(exc))
+            if started is not None and self._clock() - started >= self.settings.healthy_after_s:
+                return  # a long healthy session: reconnect at once, back-off starts afresh
+            raise
+        finally:
+            self._close(client)
+            self._window.reset()
+
+    def _new_client(self, conn: _Connection) -> mqtt.Client:
+        s = self.settings
+        protocol = _PROTOCOLS[s.protocol]
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
+                             protocol=protocol,
+                             # 3.1.1 takes clean_session here; MQTT 5 takes clean_start in connect()
+                             clean_session=True if protocol == mqtt.MQTTv311 else None)
+        # our window is the limit; paho's own must never hold a publish back
+        client.max_inflight_messages_set(s.window.max_inflight + 2)
+        client.max_queued_messages_set(0)
+        client.connect_timeout = s.connect_timeout_s
+        client.will_set(s.status_topic, self._status_payload("offline"), qos=1, retain=True)
+        if s.tls is not None:
+            client.tls_set_context(s.tls.context())
+        if s.username is not None:
+            client.username_pw_set(s.username, s.password)
+        client.on_connect = conn.on_connect
+        client.on_disconnect = conn.on_disconnect
+        client.on_publish = conn.on_publish
+        client.on_message = conn.on_message
+        return client
+
+    def _connect(self, client: mqtt.Client, conn: _Connection) -> None:
+        s = self.settings
+        try:
+            if s.protocol == "5":
+                client.connect(s.host, s.port, s.keepalive_s, clean_start=True)
+            else:
+                client.connect(s.host, s.port, s.keepalive_s)
+        except (OSError, ssl.SSLError, ValueError) as exc:  # ssl.CertificateError is a ValueError
+            raise LinkDown(f"connect failed: {exc}") from exc
+        deadline = self._clock() + s.connect_timeout_s
+        while conn.connack is None:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise LinkDown(f"no CONNACK within {s.connect_timeout_s:g} s")
+            self._pump(client, conn, min(remaining, 1.0))
+            if conn.lost and conn.connack is None:
+                raise LinkDown(f"connection closed before CONNACK ({conn.lost})")
+        if conn.connack >= 0x80 or (s.protocol == "3.1.1" and conn.connack != 0):
+            raise LinkDown(f"broker refused the connection: {mqtt.connack_string(conn.connack) if s.protocol == '3.1.1' else _reason_name(conn.connack)}")
+        self.status = replace(self.status, connected=True, since=self._wall(),
+                              connects=self.status.connects + 1, last_error=None)
+        log.info("connected to %s:%d (MQTT %s%s)", s.host, s.port, s.protocol,
+                 ", TLS" if s.tls else "")
+        info = client.publish(s.status_topic, self._status_payload("online"), qos=1, retain=True)
+        conn.status_mids.add(info.mid)
+        if s.subscribe_commands:
+            client.subscribe(s.commands_topic, qos=1)
+        self._rows_maybe_waiting = True
+
+    def _session(self, client: mqtt.Client, conn: _Connection) -> None:
+        while True:
+            now = self._clock()
+            if self._stopping.is_set() and self._finish_if_done(client, conn, now):
+                return
+            self._fill_window(client, now)
+            if self._window.stalled(now):
+                self.status = replace(self.status, stalls=self.status.stalls + 1)
+                raise LinkDown(f"no PUBACK for {self.settings.window.ack_timeout_s:g} s with "
+                               f"{self._window.inflight} publishes outstanding (silent broker)")
+            self._pump(client, conn, self._timeout(now))
+            self._handle_callbacks(conn)
+            if conn.lost:
+                raise LinkDown(conn.lost)
+
+    def _finish_if_done(self, client: mqtt.Client, conn: _Connection, now: float) -> bool:
+        """While stopping: True once flushed (or out of time) and disconnected cleanly."""
+        nothing_left = self._window.inflight == 0 and not self._rows_maybe_waiting
+        if not nothing_left and now < self._flush_deadline:
+            return False
+        if nothing_left:
+            self._flushed.set()
+        # a clean disconnect suppresses the will, so say "offline" ourselves
+        info = client.publish(self.settings.status_topic, self._status_payload("offline"),
+                              qos=1, retain=True)
+        conn.status_mids.add(info.mid)
+        deadline = self._clock() + 1.0
+        while info.mid in conn.status_mids and not conn.lost and self._clock() < deadline:
+            self._pump(client, conn, 0.1)
+            self._handle_callbacks(conn)
+        client.disconnect()
+        self._mark_down("stopped")
+        return True
+
+    def _timeout(self, now: float) -> float:
+        timeout = 1.0  # loop_misc (keepalive) wants a call about every second
+        deadline = self._window.next_deadline(now)
+        if deadline is not None:
+            timeout = min(timeout, max(deadline - now, 0.0))
+        if self._stopping.is_set():
+            timeout = min(timeout, max(self._flush_deadline - now, 0.0), 0.1)
+        return timeout
+
+    def _fill_window(self, client: mqtt.Client, now: float) -> None:
+        room = self._window.room(now)
+        if room <= 0 or not self._rows_maybe_waiting:
+            return
+        rows = self._source.next_batch(room, self._window.busy_rows(now))
+        if len(rows) < room:
+            self._rows_maybe_waiting = False
+        for row in rows:
+            info = client.publish(row.topic, row.payload, qos=1, retain=False)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                raise LinkDown(f"publish failed: {mqtt.error_string(info.rc)}")
+            self._window.sent(info.mid, row.row_id, now)
+
+    def _handle_callbacks(self, conn: _Connection) -> None:
+        if conn.acks:
+            now = self._clock()
+            done: List[int] = []
+            for mid, reason in conn.acks:
+                if mid in conn.status_mids:
+                    conn.status_mids.discard(mid)
+                    continue
+                result = self._window.acked(mid, reason, now)
+                if result.delivered and result.row_id is not None:
+                    done.append(result.row_id)
+                elif result.row_id is not None:
+                    log.error("broker refused event row %d: reason %s (0x%02x); will retry",
+                              result.row_id, _reason_name(reason), reason)
+            conn.acks.clear()
+            self._rows_maybe_waiting = True
+            if done:
+                self._source.ack(done)
+                if self._on_delivered is not None:
+                    self._on_delivered(done)
+            self.status = replace(self.status, delivered=self._window.delivered_total,
+                                  rejected=self._window.rejected_total,
+                                  inflight=self._window.inflight)
+        if conn.messages:
+            for payload in conn.messages:
+                if self._on_command is not None:
+                    try:
+                        self._on_command(payload)
+                    except Exception:  # a bad handler must not end delivery
+                        log.exception("command handler failed")
+            conn.messages.clear()
+
+    def _pump(self, client: mqtt.Client, conn: _Connection, timeout: float) -> None:
+        """One turn of the external loop: wait for the socket or a wake-up, then let paho work."""
+        sock: Any = client.socket()
+        if sock is None:
+            conn.lost = conn.lost or "socket closed"
+            return
+        pending = sock.pending() if hasattr(sock, "pending") else 0
+        wlist = [sock] if client.want_write() else []
+        try:
+            readable, writable, _ = select.select([sock, self._wake_r], wlist, [],
+                                                  0.0 if pending else max(timeout, 0.0))
+        except (OSError, ValueError) as exc:
+            conn.lost = f"select failed: {exc}"
+            return
+        if self._wake_r in readable:
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+            self._rows_maybe_waiting = True
+        if sock in readable or pending:
+            client.loop_read()
+        if client.socket() is not None and client.want_write():
+            client.loop_write()
+        if client.socket() is not None:
+            client.loop_misc()
+
+    def _close(self, client: mqtt.Client) -> None:
+        sock = client.socket()
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _mark_down(self, reason: str) -> None:
+        was_up = self.status.connected
+        if was_up:
+            log.warning("connection to %s:%d ended: %s", self.settings.host, self.settings.port, reason)
+        self.status = replace(self.status, connected=False,
+                              since=self._wall() if was_up else self.status.since,
+                              reconnects=self.status.reconnects + (1 if was_up else 0),
+                              last_error=reason, inflight=0)
+
+    def _status_payload(self, state: str) -> bytes:
+        body = {"state": state, "client_id": self.settings.client_id, "version": __version__,
+                "at": int(self._wall())}
+        return json.dumps(body, separators=(",", ":")).encode("ascii")
+
+
+def _reason_name(code: int) -> str:
+    names = {0x80: "unspecified error", 0x83: "implementation specific error",
+             0x84: "unsupported protocol version", 0x85: "client identifier not valid",
+             0x86: "bad user name or password", 0x87: "not authorized",
+             0x88: "server unavailable", 0x89: "server busy", 0x8A: "banned",
+             0x90: "topic name invalid", 0x97: "quota exceeded", 0x99: "payload format invalid"}
+    return names.get(code, f"reason 0x{code:02x}")
