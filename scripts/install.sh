@@ -5,7 +5,7 @@
 #
 #   /opt/homecare-agent/venv      the program (a venv that can also see Debian's
 #                                 python3-lgpio / python3-rpi.gpio)
-#   /etc/homecare-agent/          config.yaml and secrets (root-only; handed to the
+#   /etc/homecare-agent/          config.yaml (root:homecare 0640) and secrets (root 0600, handed to the
 #                                 service by systemd as credentials)
 #   /var/lib/homecare-agent/      outbox, counters (systemd StateDirectory=)
 set -euo pipefail
@@ -29,9 +29,9 @@ python3 -m venv --system-site-packages "$prefix/venv"
 "$prefix/venv/bin/python" -m pip install -q "$src"
 install -m 0644 "$src/README.md" "$prefix/README.md"
 
-install -d -m 0750 -o root -g root "$etc"
+install -d -m 0750 -o root -g homecare "$etc"
 if [ ! -e "$etc/config.yaml" ]; then
-  install -m 0640 -o root -g root "$src/config/example.yaml" "$etc/config.yaml"
+  install -m 0640 -o root -g homecare "$src/config/example.yaml" "$etc/config.yaml"
   echo "wrote $etc/config.yaml from the example: edit it, then: homecare-agent validate --config $etc/config.yaml"
 fi
 if [ ! -e "$etc/device-key.pem" ]; then
