@@ -209,8 +209,8 @@ class Publisher:
         """New rows are in the outbox."""
         try:
             os.write(self._wake_w, b"!")
-        except BlockingIOError:
-            pass  # the pipe is full of wake-ups already
+        except OSError:
+            pass  # the pipe is full of wake-ups already, or we have stopped
 
     def stop(self, flush_timeout_s: float = 3.0) -> bool:
         """Send what can be sent within ``flush_timeout_s``, say offline, disconnect.
@@ -222,11 +222,10 @@ class Publisher:
         self.wake()
         if self._thread is not None:
             self._thread.join(flush_timeout_s + self.settings.connect_timeout_s + 5.0)
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            if not self._thread.is_alive() and self._wake_r >= 0:
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self._wake_r = self._wake_w = -1
         return self._flushed.is_set()
 
     # --- the thread -------------------------------------------------------------------

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,3 +38,18 @@ def popen_cli(*args: str, env: Optional[Dict[str, str]] = None,
 
 def lines(text: str) -> Sequence[str]:
     return [line for line in text.splitlines() if line.strip()]
+
+
+def wait_until(predicate: "Callable[[], bool]", timeout: float = 5.0, what: str = "condition",
+               interval: float = 0.005) -> None:
+    """Poll ``predicate`` until it holds; AssertionError naming ``what`` after ``timeout``.
+
+    For state that has no event to wait on (another thread's status snapshot).
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
