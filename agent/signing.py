@@ -167,6 +167,9 @@ def load_verify_key(path: PathLike, algorithm: Optional[str] = None, *,
     is_pem = head.lstrip().startswith(b"-----BEGIN")
     algorithm = _check_algorithm(algorithm or ("EdDSA" if is_pem else "HS256"))
     if algorithm == "HS256":
+        if is_pem:
+            raise ConfigError(f"{what} {where} holds a PEM key, not an HS256 secret",
+                              hint="leave out --algorithm, or use EdDSA with a PEM key")
         return algorithm, _secret_from_bytes(read_secret_file(path, what=what), where)
     if not is_pem:
         raise ConfigError(f"{what} {where} is not a PEM key; EdDSA needs the device's public "
