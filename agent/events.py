@@ -189,7 +189,7 @@ def _check_ts(ts: object) -> None:
         raise EventError(f"claim 'ts' is {ts!r}; it must be RFC 3339 UTC with milliseconds, "
                          "like 2026-11-28T14:07:51.123Z")
     try:
-        datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
+        datetime.fromisoformat(ts[:-1])
     except ValueError:
         raise EventError(f"claim 'ts' is {ts!r}, which is not a real date and time") from None
 
@@ -242,7 +242,9 @@ def make_event(*, device_id: str, type: str, sensor: str, critical: bool,
     become ``iat``, since the event is signed straight after. ``clock_synced``
     becomes ``ts_sync`` (see :func:`clock_synchronised`). A ``seq`` is drawn
     from ``counters`` only after every other argument has been checked, so a
-    bad call does not use one up.
+    bad call does not use one up: the event is built and checked with a
+    placeholder ``seq``, which is then replaced by the real one (checking it
+    too) — the only place an :class:`Event` is changed after construction.
     """
     if not isinstance(critical, bool):
         raise EventError(f"critical is {critical!r}; it must be True or False")
@@ -254,8 +256,11 @@ def make_event(*, device_id: str, type: str, sensor: str, critical: bool,
         iss=device_id, jti=new_jti(), boot=counters.boot, iat=int(now_epoch), ts=ts,
         ts_sync=clock_synced, type=type, sensor=sensor,
         prio="critical" if critical else "normal", data={} if data is None else data)
-    Event(seq=1, **fields)  # validate everything before a seq is used up
-    return Event(seq=counters.next_seq(), **fields)
+    event = Event(seq=1, **fields)      # every claim checked before a seq is used up
+    seq = counters.next_seq()
+    _check_int(seq, "seq", 1)
+    object.__setattr__(event, "seq", seq)
+    return event
 
 
 # --- is the clock synchronised? ------------------------------------------------

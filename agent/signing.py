@@ -219,8 +219,14 @@ class Signer:
                                   hint="`homecare-agent keygen --algorithm HS256` suggests one")
             self.kid = _check_kid(kid)
         self._key = key
-        self._jws = jwt.PyJWS()
-        self._headers = {"kid": self.kid, "typ": TYP}
+        # PyJWT's algorithm object does the signing; the compact serialization
+        # around it is fixed, so the header part is encoded once. A test checks
+        # that tokens are byte-for-byte what jwt.encode() makes.
+        self._alg = jwt.PyJWS().get_algorithm_by_name(algorithm)
+        self._prepared = self._alg.prepare_key(key)
+        header = json.dumps({"alg": algorithm, "kid": self.kid, "typ": TYP},
+                            separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+        self._header_b64 = b64url(header.encode("ascii"))
 
     @classmethod
     def from_file(cls, path: PathLike, *, algorithm: str = "EdDSA",
@@ -236,8 +242,9 @@ class Signer:
         """The event as a compact JWS (ASCII)."""
         payload = json.dumps(event.claims(), separators=(",", ":"), ensure_ascii=True,
                              allow_nan=False).encode("ascii")
-        return self._jws.encode(payload, self._key, algorithm=self.algorithm,
-                                headers=self._headers)
+        signing_input = f"{self._header_b64}.{b64url(payload)}"
+        signature = self._alg.sign(signing_input.encode("ascii"), self._prepared)
+        return f"{signing_input}.{b64url(signature)}"
 
     def __repr__(self) -> str:  # never shows the key
         return f"<Signer {self.algorithm} kid={self.kid!r}>"

@@ -235,3 +235,13 @@ def test_verifier_checks_claims_strictly() -> None:
 def test_verifier_malformed_tokens(ed_pair: Any, token: str, match: str) -> None:
     with pytest.raises(TokenError, match=match):
         ed_pair[1].verify(token)
+
+
+@pytest.mark.parametrize("alg", ["EdDSA", "HS256"])
+def test_tokens_are_byte_for_byte_what_pyjwt_encode_makes(alg: str) -> None:
+    key: Any = Ed25519PrivateKey.generate() if alg == "EdDSA" else SECRET
+    signer = Signer(alg, key, kid="the-kid")
+    event = an_event()
+    reference = jwt.encode(event.claims(), key, algorithm=alg,
+                           headers={"kid": "the-kid", "typ": TYP})
+    assert signer.sign(event) == reference   # Ed25519 and HMAC are deterministic
