@@ -163,3 +163,21 @@ def test_node_jose_refuses_our_token_under_the_wrong_typ_or_alg(node_verify: Any
     # the reference consumer really checks alg: an HS256 token against an EdDSA key fails
     results = node_verify([{"token": hs_token, "alg": "EdDSA", "key": public_pem}])
     assert results[0]["ok"] is False
+
+
+def test_the_example_in_the_integrators_doc_verifies() -> None:
+    import re
+
+    from agent.signing import Verifier
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "integrators.md").read_text()
+    pem = re.search(r"-----BEGIN PUBLIC KEY-----\n.*?-----END PUBLIC KEY-----\n", doc, re.S)
+    token = re.search(r"^(eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$", doc, re.M)
+    kid = re.search(r"^kid: (\S+)$", doc, re.M)
+    assert pem and token and kid
+    key = jwk.JWK.from_pem(pem.group(0).encode())
+    assert key.thumbprint() == kid.group(1)
+    claims = jwcrypto_verify(token.group(1), key, "EdDSA")
+    public = serialization.load_pem_public_key(pem.group(0).encode())
+    assert Verifier("EdDSA", public).verify(token.group(1)) == claims  # type: ignore[arg-type]
+    assert json.dumps(claims, separators=(",", ":")) in doc
