@@ -1,0 +1,75 @@
+"""agent.secretfiles: secret files others could read, symlinks and foreign files are refused."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from agent.errors import SecretFileError
+from agent.secretfiles import check_secret_file, read_secret_file
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    path = tmp_path / "device-key.pem"
+    path.write_bytes(b"top secret")
+    os.chmod(path, 0o600)
+    return path
+
+
+def test_private_file_passes_and_is_read(secret: Path) -> None:
+    check_secret_file(secret, what="signing.key_file")
+    assert read_secret_file(secret, what="signing.key_file") == b"top secret"
+    os.chmod(secret, 0o400)
+    check_secret_file(secret, what="signing.key_file")
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o620, 0o602, 0o660, 0o644, 0o610])
+def test_group_or_world_access_is_refused_with_the_chmod_to_run(secret: Path, mode: int) -> None:
+    os.chmod(secret, mode)
+    for check in (check_secret_file, read_secret_file):
+        with pytest.raises(SecretFileError) as info:
+            check(secret, what="signing.key_file")
+        assert f"run: chmod 600 {secret}" in str(info.value)
+        assert f"{mode:04o}" in str(info.value) and "signing.key_file" in str(info.value)
+        assert info.value.exit_status == 1
+
+
+def test_symlink_is_refused_even_to_a_good_file(secret: Path, tmp_path: Path) -> None:
+    link = tmp_path / "link.pem"
+    link.symlink_to(secret)
+    for check in (check_secret_file, read_secret_file):
+        with pytest.raises(SecretFileError, match="symlink") as info:
+            check(link, what="mqtt.password_file")
+        assert "cp --remove-destination" in str(info.value)
+
+
+def test_missing_file_says_so(tmp_path: Path) -> None:
+    for check in (check_secret_file, read_secret_file):
+        with pytest.raises(SecretFileError, match="does not exist"):
+            check(tmp_path / "nope", what="signing.key_file")
+
+
+def test_directory_is_refused(tmp_path: Path) -> None:
+    os.chmod(tmp_path, 0o700)
+    with pytest.raises(SecretFileError, match="not a regular file"):
+        check_secret_file(tmp_path, what="signing.key_file")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a file to another user")
+def test_file_of_another_user_is_refused_with_the_chown_to_run(secret: Path) -> None:
+    os.chown(secret, 65534, 65534)
+    for check in (check_secret_file, read_secret_file):
+        with pytest.raises(SecretFileError, match="owned by") as info:
+            check(secret, what="signing.key_file")
+        assert f"run: chown root {secret}" in str(info.value)
+
+
+def test_path_with_spaces_is_quoted_in_the_hint(tmp_path: Path) -> None:
+    path = tmp_path / "my key.pem"
+    path.write_text("x")
+    os.chmod(path, 0o644)
+    with pytest.raises(SecretFileError) as info:
+        check_secret_file(path, what="signing.key_file")
+    assert f"run: chmod 600 '{path}'" in str(info.value)
