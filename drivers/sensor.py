@@ -20,7 +20,9 @@ class owns what is the same for all of them:
   ``sensor.flapping``. Until ``quiet_s`` passes without an edge, *normal* level events
   are suppressed (the debouncing underneath carries on); critical ones still go out
   (a device may limit them further: SOS sends ``sos.pressed`` at most once per
-  episode). After the quiet period: ``sensor.recovered`` with ``data.state``, then
+  episode). A level event never repeats the last reported state, so level events
+  always alternate (a re-press after a suppressed release is not a second
+  ``sos.pressed``: the care centre still sees the first alarm as current). After the quiet period: ``sensor.recovered`` with ``data.state``, then
   the level event for the current state only if it differs from the last reported.
 * **Reporting.** A *level event* reports a state word (``data.state``); the first one
   also carries ``data.initial = true``. :attr:`SensorCore.state` is the last state
@@ -155,6 +157,8 @@ class SensorCore(abc.ABC):
     def _report(self, t: Micros, event_type: str, state: str,
                 data: Optional[Mapping[str, Any]] = None) -> None:
         """A level event: reports ``state`` unless flapping suppresses it."""
+        if state == self._reported:
+            return  # only possible during flapping: nothing new to report
         if self.flapping and not self._passes_flapping(event_type):
             return
         body: Dict[str, Any] = {"state": state}

@@ -18,8 +18,9 @@ a window that completes at an instant counts as completed.
 Choices SPEC.md leaves open: a short tap during start-up gives ``sos.short_press``
 followed by the start-up report ``sos.released`` (``initial``). After a flapping
 episode the catch-up ``sos.released`` carries the ``held_ms`` of the last accepted
-press. During flapping, ``sos.pressed`` goes out once per episode; ``short_press``
-and ``released`` wait for the recovery.
+press. During flapping, ``sos.pressed`` goes out at most once per episode (and not
+when the last report already was ``pressed``); ``short_press`` and ``released`` wait
+for the recovery.
 """
 from __future__ import annotations
 
