@@ -97,3 +97,14 @@ def test_random_edges_give_sensible_events(kc: Tuple[str, Dict[str, Any]], level
     # after an hour of quiet, the reported state is the raw level's
     words = {"sos_button": ("pressed", "released"), "door": ("open", "closed"), "smoke": ("alarm", "clear")}[kind]
     assert sensor.state == words[0 if final_raw else 1]
+
+
+@pytest.mark.parametrize("module", ["events", "debounce", "sensor", "sos", "door", "smoke"])
+def test_cores_are_sans_io(module: str) -> None:
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(__file__).parent.parent / "drivers" / f"{module}.py").read_text())
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not names & {"gpiozero", "paho", "jwt", "sqlite3", "socket", "threading", "time", "asyncio"}
