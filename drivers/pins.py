@@ -1,0 +1,190 @@
+"""The thin gpiozero shell: pin edges -> ``(sensor, logical level, now)`` on a queue.
+
+Theory of operation
+-------------------
+Each sensor gets one :class:`EdgeInput`, a gpiozero ``DigitalInputDevice`` built
+*without* ``bounce_time`` (it means different things per backend and MockFactory
+ignores it; our own debouncers do the work). Its activate/deactivate callbacks run
+in gpiozero's thread and do exactly one thing: hand ``(name, level, time.monotonic())``
+to the caller's queue (``put``) or ``submit`` callable. The agent's loop owns
+everything else. ``level`` is *logical* (True = pressed / open / smoke): the config's
+``active: low|high`` is applied here, independently of ``pull:``.
+
+:meth:`EdgeInput.read` re-reads the pin; the loop calls it about once a second and
+feeds a synthetic edge when it differs from the state machine's ``raw``, which
+repairs an edge the backend lost.
+
+:func:`make_pin_factory` turns ``gpio.backend`` into a gpiozero pin factory and fails
+early, with a :class:`~agent.errors.WiringError` that says what to do, when that
+backend cannot work on this machine.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Optional, Tuple, Union
+
+from agent.errors import WiringError
+
+#: what goes on the loop's queue
+Edge = Tuple[str, bool, float]
+
+BACKENDS = ("auto", "lgpio", "rpigpio", "native", "mock")
+PULLS = {"up": True, "down": False, "none": None}
+ACTIVES = ("low", "high")
+
+_FACTORY_CLASSES = {
+    "lgpio": ("gpiozero.pins.lgpio", "LGPIOFactory",
+              "install lgpio (`sudo apt install python3-lgpio`, or `pip install lgpio`); "
+              "it is the only backend that works on a Pi 5"),
+    "rpigpio": ("gpiozero.pins.rpigpio", "RPiGPIOFactory",
+                "install RPi.GPIO (`sudo apt install python3-rpi.gpio`); it works on a Pi 4 or older, "
+                "not on a Pi 5: use `backend: lgpio` there"),
+    "native": ("gpiozero.pins.native", "NativeFactory",
+               "the native backend needs a Raspberry Pi and read/write access to /dev/gpiomem "
+               "(user in the `gpio` group)"),
+    "mock": ("gpiozero.pins.mock", "MockFactory", "gpiozero's MockFactory ships with gpiozero; reinstall gpiozero"),
+}
+
+
+def make_pin_factory(backend: str) -> Any:
+    """gpiozero pin factory for ``gpio.backend`` (SPEC §10), checked on this machine.
+
+    ``auto`` tries gpiozero's own order (``GPIOZERO_PIN_FACTORY`` if set, then lgpio,
+    rpigpio, pigpio, native). ``mock`` gives a MockFactory (no hardware). Raises
+    :class:`WiringError` when the backend cannot run here: not installed, not a
+    Raspberry Pi, no GPIO chip.
+    """
+    if backend not in BACKENDS:
+        raise WiringError(f"gpio.backend {backend!r} is not known",
+                          hint=f"use one of: {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return _auto_factory()
+    module_name, class_name, advice = _FACTORY_CLASSES[backend]
+    try:
+        module = __import__(module_name, fromlist=(class_name,))
+        factory = getattr(module, class_name)()
+    except ImportError as exc:
+        raise WiringError(f"gpio.backend {backend!r} is not installed ({exc})", hint=advice) from exc
+    except Exception as exc:  # RPi.GPIO off a Pi: RuntimeError; lgpio: lgpio.error opening gpiochip
+        raise WiringError(f"gpio.backend {backend!r} cannot start on this machine "
+                          f"({type(exc).__name__}: {exc})", hint=advice) from exc
+    if backend != "mock":
+        _check_board(factory, backend, advice)
+    return factory
+
+
+def _check_board(factory: Any, backend: str, advice: str) -> None:
+    """Pin factories open lazily; ask for the board now, so a non-Pi fails here."""
+    try:
+        factory.board_info
+    except Exception as exc:  # gpiozero.exc.PinUnknownPi and friends
+        try:
+            factory.close()
+        except Exception:  # pragma: no cover - best effort on the way out
+            pass
+        raise WiringError(f"gpio.backend {backend!r} loaded but found no Raspberry Pi "
+                          f"({type(exc).__name__}: {exc})",
+                          hint="run on the Pi itself, or use `backend: mock` to try the "
+                               "agent without hardware") from exc
+
+
+def _auto_factory() -> Any:
+    import warnings
+
+    from gpiozero import Device
+    from gpiozero.exc import BadPinFactory
+
+    tried = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            factory = Device._default_pin_factory()
+        except BadPinFactory as exc:
+            tried = [str(w.message) for w in caught]
+            raise WiringError("gpio.backend 'auto' found no working GPIO backend: " + "; ".join(tried),
+                              hint="on a Pi 5 install python3-lgpio; elsewhere set gpio.backend "
+                                   "explicitly, or `mock` to run without hardware") from exc
+    return factory
+
+
+class EdgeInput:
+    """One sensor's input pin, reporting logical edges to the agent's loop.
+
+    Wiring is whatever the sensor's docstring says; this class only needs the BCM
+    ``pin``, the ``pull`` the Pi should apply (``up``: internal pull-up, the contact
+    pulls to GND; ``down``: internal pull-down, the contact pulls to 3V3; ``none``: an
+    external resistor or an opto-isolator/relay module drives the pin) and ``active``,
+    the pin level that means pressed / open / smoke (``low`` or ``high``).
+
+    Example::
+
+        q: "queue.SimpleQueue[Edge]" = queue.SimpleQueue()
+        sos = EdgeInput("sos", 17, pull="up", active="low", sink=q)
+        name, level, now = q.get()        # ("sos", True, 1234.5) when pressed
+
+    ``sink`` is a ``queue.SimpleQueue`` (anything with ``put``) or a callable taking
+    the ``(name, level, now)`` tuple. ``pin_factory`` None means gpiozero's default.
+    """
+
+    def __init__(self, name: str, pin: int, *, pull: str = "up", active: str = "low",
+                 sink: Union[Any, Callable[[Edge], None]],
+                 pin_factory: Any = None) -> None:
+        from gpiozero import DigitalInputDevice
+
+        if pull not in PULLS:
+            raise WiringError(f"sensor {name!r}: pull {pull!r} is not one of up, down, none")
+        if active not in ACTIVES:
+            raise WiringError(f"sensor {name!r}: active {active!r} is not one of low, high")
+        put = getattr(sink, "put", None)
+        self._submit: Callable[[Edge], None] = put if callable(put) else sink
+        if not callable(self._submit):
+            raise TypeError("sink must have put() or be callable")
+        self.name = name
+        self.pin_number = pin
+        self.pull = pull
+        self.active = active
+        pull_up = PULLS[pull]
+        # gpiozero fixes active_state from the pull; with no pull it wants one: take
+        # "high" and map to our logical level ourselves in every case.
+        self._device: Any = None
+        try:
+            self._device = DigitalInputDevice(pin, pull_up=pull_up,
+                                              active_state=True if pull_up is None else None,
+                                              pin_factory=pin_factory)
+        except Exception as exc:
+            self.close()
+            raise WiringError(f"sensor {name!r}: cannot claim GPIO{pin} ({type(exc).__name__}: {exc})",
+                              hint="check the pin is not used by another sensor, output or program, "
+                                   "and that the user is in the `gpio` group") from exc
+        # gpiozero "active" means: pin high if its active_state is True.
+        gz_active_is_high = pull_up is not True
+        self._gz_active_means_logical = gz_active_is_high == (active == "high")
+        self._device.when_activated = self._on_gz_active
+        self._device.when_deactivated = self._on_gz_inactive
+
+    def _on_gz_active(self) -> None:
+        self._submit((self.name, self._gz_active_means_logical, time.monotonic()))
+
+    def _on_gz_inactive(self) -> None:
+        self._submit((self.name, not self._gz_active_means_logical, time.monotonic()))
+
+    def read(self) -> bool:
+        """The pin's current logical level (True = active), read now."""
+        return bool(self._device.is_active) == self._gz_active_means_logical
+
+    def close(self) -> None:
+        if self._device is not None:
+            self._device.when_activated = None
+            self._device.when_deactivated = None
+            self._device.close()
+            self._device = None
+
+    def __enter__(self) -> "EdgeInput":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        level = "closed" if self._device is None else ("active" if self.read() else "inactive")
+        return f"<EdgeInput {self.name!r} GPIO{self.pin_number} pull={self.pull} active={self.active} {level}>"
