@@ -387,7 +387,9 @@ def test_kill_9_loses_nothing_committed(tmp_path: Path) -> None:
                 break
             lines.append(line)
         proc.send_signal(signal.SIGKILL)
-        rest, _ = proc.communicate(timeout=30)
+        rest = proc.stdout.read()  # not communicate(): it would skip what readline buffered
+        proc.stdout.close()
+        proc.wait(timeout=30)
         assert proc.returncode == -signal.SIGKILL, f"seed {seed}: writer ended on its own"
         text = "".join(lines) + rest
         complete = text.splitlines()[:None if text.endswith("\n") else -1]  # drop a cut line
