@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -97,7 +97,7 @@ def bench_imports() -> None:
         print(f"  {label:30} {ms:7.1f} ms  (+{ms - empty:5.1f} ms over empty)")
 
 
-def main() -> int:
+def main(argv: Optional[List[str]] = None) -> int:
     n = int(os.environ.get("BENCH_EVENTS", "2000"))
     bench_events(n)
     bench_imports()
