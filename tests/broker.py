@@ -280,7 +280,7 @@ class MosquittoBroker:
             "user {user}\n"
             "persistence false\n"
             # a subscriber that falls behind must not lose messages in these tests
-            "max_queued_messages 0\n"
+            "max_queued_messages 1000000\n"
             "log_dest file {log}\n"
             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
             "connection_messages true\n"
