@@ -1,0 +1,81 @@
+"""Saving the replay store (seen command ``jti`` values) in ``state_dir``.
+
+The file is ``{state_dir}/seen-commands.json``::
+
+    {"version": 1, "seen": [{"jti": "…", "exp": 1764339471}, …]}
+
+It is replaced atomically (write a temporary file, fsync, rename, fsync the directory),
+so a power cut leaves either the old or the new list, never half of one. Save *before*
+carrying out an accepted command (``Decision.remembered``), otherwise a power cut right
+after the command could let the same command be replayed.
+
+A file that cannot be read as that format is moved aside to
+``seen-commands.json.corrupt`` and the agent goes on with an empty store (instead of
+crash-looping); :attr:`CommandStore.quarantined` says so, for the loop to log and report.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+from agent.command_policy import RETENTION_S, SeenCommands
+
+FILENAME = "seen-commands.json"
+FORMAT_VERSION = 1
+
+
+class CommandStore:
+    """The file shell around :class:`agent.command_policy.SeenCommands`."""
+
+    def __init__(self, state_dir: Union[str, "os.PathLike[str]"], *,
+                 retention_s: float = RETENTION_S) -> None:
+        self.path = Path(state_dir) / FILENAME
+        self.retention_s = retention_s
+        #: where a corrupt file was moved by the last :meth:`load`, if it was
+        self.quarantined: Optional[Path] = None
+
+    def __repr__(self) -> str:
+        return f"<CommandStore {self.path}>"
+
+    def load(self) -> SeenCommands:
+        """The saved store, or an empty one if there is none (or it was corrupt)."""
+        self.quarantined = None
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return SeenCommands(retention_s=self.retention_s)
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+            if not isinstance(doc, dict) or doc.get("version") != FORMAT_VERSION \
+                    or not isinstance(doc.get("seen"), list):
+                raise ValueError("not a version-1 replay store")
+            return SeenCommands.from_records(doc["seen"], retention_s=self.retention_s)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            aside = self.path.with_name(FILENAME + ".corrupt")
+            os.replace(self.path, aside)
+            self.quarantined = aside
+            return SeenCommands(retention_s=self.retention_s)
+
+    def save(self, seen: SeenCommands) -> None:
+        """Atomically replace the file with ``seen``; durable when this returns."""
+        body = json.dumps({"version": FORMAT_VERSION, "seen": seen.to_records()},
+                          separators=(",", ":")).encode("utf-8")
+        directory = self.path.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{FILENAME}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            view = memoryview(body)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
