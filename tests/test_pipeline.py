@@ -1,0 +1,82 @@
+"""Recorder: recognised events become signed rows, committed before anyone hears of them."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, List, Tuple
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.counters import Counters
+from agent.events import format_ts
+from agent.outbox import Outbox
+from agent.outbox_policy import OutboxLimits
+from agent.pipeline import AgentEvent, Clocks, OutboxSource, Recorder
+from agent.signing import Signer, Verifier
+from drivers.events import SensorEvent
+
+START = 1_795_000_000.0
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[Tuple[Recorder, Outbox, Signer, List[str]]]:
+    key = Ed25519PrivateKey.generate()
+    signer = Signer("EdDSA", key)
+    outbox = Outbox.open(tmp_path / "outbox.sqlite3", OutboxLimits(max_events=5, max_mb=64,
+                                                                   min_free_mb=0))
+    counters = Counters(tmp_path / "state")
+    woken: List[str] = []
+    recorder = Recorder(device_id="gw-1", topic_prefix="homecare/gw-1", signer=signer,
+                        counters=counters, outbox=outbox,
+                        clocks=Clocks(wall_of=lambda at: START + at, now_epoch=lambda: START + 99,
+                                      synced=lambda: True),
+                        wake=lambda: woken.append("wake"))
+    yield recorder, outbox, signer, woken
+    outbox.close()
+    counters.close()
+
+
+def test_events_are_signed_stored_in_order_then_the_publisher_is_woken(parts) -> None:  # type: ignore[no-untyped-def]
+    recorder, outbox, signer, woken = parts
+    made = recorder.record([
+        SensorEvent("door.opened", "front_door", 1.5, {"state": "open"}, False),
+        SensorEvent("sos.pressed", "sos", 2.0, {"state": "pressed"}, True),
+    ])
+    assert woken == ["wake"]
+    rows = outbox.next_batch(10)
+    assert [r.type for r in rows] == ["sos.pressed", "door.opened"]   # critical lane first
+    assert rows[0].topic == "homecare/gw-1/events/sos"
+    verifier = Verifier("EdDSA", signer.public_key, kid=signer.kid)  # type: ignore[arg-type]
+    claims = verifier.verify(rows[1].payload.decode("ascii"))
+    assert claims["ts"] == format_ts(START + 1.5)       # when the window completed
+    assert claims["ts"].endswith(".500Z") and claims["iat"] == int(START + 99)
+    assert claims["seq"] == made[0].seq < made[1].seq
+    assert recorder.last_by_sensor["sos"].type == "sos.pressed"
+
+
+def test_an_empty_batch_touches_nothing(parts) -> None:  # type: ignore[no-untyped-def]
+    recorder, outbox, _, woken = parts
+    assert recorder.record([]) == [] and woken == [] and outbox.next_batch(1) == []
+
+
+def test_evictions_are_reported_at_most_once_a_minute(parts) -> None:  # type: ignore[no-untyped-def]
+    recorder, outbox, _, _ = parts
+    recorder.record([SensorEvent("door.opened", "d", float(i), {}, False) for i in range(8)])
+    report = recorder.report_evictions(100.0)
+    assert report is not None and report.type == "buffer.evicted"
+    assert report.data["normal"] >= 3 and report.data["critical"] == 0
+    recorder.record([AgentEvent("agent.heartbeat", 101.0)] * 3)
+    assert recorder.report_evictions(130.0) is None          # too soon
+    assert recorder.next_eviction_report() == 160.0
+    later = recorder.report_evictions(160.0)
+    assert later is not None and later.data["count"] >= 1
+
+
+def test_outbox_source_acks_without_waiting_and_never_offers_an_acked_row(parts) -> None:  # type: ignore[no-untyped-def]
+    recorder, outbox, _, _ = parts
+    recorder.record([SensorEvent("door.opened", "d", 1.0, {}, False)] * 2)
+    source = OutboxSource(outbox)
+    first = source.next_batch(1, frozenset())
+    source.ack([first[0].row_id])
+    rest = source.next_batch(5, frozenset())
+    assert [r.row_id for r in rest] != [first[0].row_id] and len(rest) == 1
