@@ -9,8 +9,11 @@ fixes it, e.g. ``run: chmod 600 /etc/homecare-agent/device-key.pem``.
 
 Public keys and CA files are not secret and are not checked here.
 
-Under systemd, ``LoadCredential=`` copies secrets into ``$CREDENTIALS_DIRECTORY``
-as regular files owned by the service user with mode 0400, which pass.
+Under systemd, ``LoadCredential=`` copies secrets into ``$CREDENTIALS_DIRECTORY``, a
+private read-only mount only the unit's user can read. systemd may leave those files
+owned by root and grant the user access with an ACL (which shows up as group bits in
+the mode), so inside that directory only the symlink and regular-file checks apply:
+systemd, not the file's mode, is what keeps the secret private there.
 
 :func:`read_secret_file` opens with ``O_NOFOLLOW`` and checks the opened file
 (``fstat``), so the file checked is the file read.
@@ -35,6 +38,14 @@ def _user_name(uid: int) -> str:
         return str(uid)
 
 
+def _in_credentials_directory(path: str) -> bool:
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not creds:
+        return False
+    parent = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    return parent == os.path.realpath(creds)
+
+
 def _check_stat(st: os.stat_result, path: str, what: str) -> None:
     quoted = shlex.quote(path)
     if stat.S_ISLNK(st.st_mode):
@@ -45,6 +56,8 @@ def _check_stat(st: os.stat_result, path: str, what: str) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise SecretFileError(f"{what} {path} is not a regular file",
                               hint="point the config at the key file itself")
+    if _in_credentials_directory(path):
+        return
     euid = os.geteuid()
     if st.st_uid != euid:
         user = _user_name(euid)

@@ -73,3 +73,21 @@ def test_path_with_spaces_is_quoted_in_the_hint(tmp_path: Path) -> None:
     with pytest.raises(SecretFileError) as info:
         check_secret_file(path, what="signing.key_file")
     assert f"run: chmod 600 '{path}'" in str(info.value)
+
+
+def test_systemd_credentials_directory_is_trusted_for_owner_and_mode(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    secret = creds / "mqtt-password"
+    secret.write_text("s3cret-password")
+    secret.chmod(0o440)                       # how an ACL grant looks in the mode bits
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    from agent.secretfiles import read_secret_file
+    assert read_secret_file(secret, what="mqtt.password_file") == b"s3cret-password"
+    outside = tmp_path / "loose"
+    outside.write_text("x" * 40)
+    outside.chmod(0o644)
+    from agent.errors import SecretFileError
+    import pytest as _pytest
+    with _pytest.raises(SecretFileError, match="chmod 600"):
+        read_secret_file(outside, what="mqtt.password_file")
