@@ -216,6 +216,15 @@ class Outbox:
         ids = tuple(row_ids)
         return self._owner.submit(lambda conn: self._owner.do_ack(conn, ids))
 
+    def supersede(self, sensor: str, type: str, *, timeout: Optional[float] = None) -> int:
+        """Delete stored ``type`` events of ``sensor`` not yet delivered (a newer one
+        replaces them: heartbeats must not pile up while offline). Returns how many."""
+        def run(conn: sqlite3.Connection) -> int:
+            ids = tuple(r[0] for r in conn.execute(
+                "SELECT row_id FROM outbox WHERE sensor = ? AND type = ?", (sensor, type)))
+            return self._owner.do_ack(conn, ids)
+        return self._owner.submit(run).result(timeout)
+
     def set_meta(self, key: str, value: Optional[str], *, timeout: Optional[float] = None) -> None:
         """Store a key/value for other modules (None deletes). Keys ``outbox.*`` are ours."""
         def run(conn: sqlite3.Connection) -> None:

@@ -90,6 +90,8 @@ class Recorder:
         self._last_eviction_report: Optional[float] = None
         #: the last event recorded per sensor (for ``status``)
         self.last_by_sensor: dict[str, Event] = {}
+        #: jti -> outbox row id, for the last batch only (local feedback follows PUBACKs)
+        self.last_row_ids: dict[str, int] = {}
 
     def topic(self, sensor: str) -> str:
         return f"{self.topic_prefix}/events/{sensor}"
@@ -119,7 +121,8 @@ class Recorder:
             rows.append(OutboxRow(seq=event.seq, critical=event.critical,
                                   topic=self.topic(event.sensor), payload=token, jti=event.jti,
                                   sensor=event.sensor, type=event.type, created=now_epoch))
-        self._outbox.put(rows, settles=settles)
+        stored = self._outbox.put(rows, settles=settles)
+        self.last_row_ids = {r.jti: r.row_id for r in stored.rows if r.row_id is not None}
         for event in events:
             self.last_by_sensor[event.sensor] = event
             log.info("event %s sensor=%s seq=%d prio=%s ts=%s data=%s", event.type,

@@ -128,6 +128,7 @@ class EdgeInput:
 
     def __init__(self, name: str, pin: int, *, pull: str = "up", active: str = "low",
                  sink: Union[Any, Callable[[Edge], None]],
+                 clock: Callable[[], float] = time.monotonic,
                  pin_factory: Any = None) -> None:
         from gpiozero import DigitalInputDevice
 
@@ -140,6 +141,7 @@ class EdgeInput:
         if not callable(self._submit):
             raise TypeError("sink must have put() or be callable")
         self.name = name
+        self._clock = clock  # the agent's loop clock (virtual in `simulate`)
         self.pin_number = pin
         self.pull = pull
         self.active = active
@@ -163,10 +165,10 @@ class EdgeInput:
         self._device.when_deactivated = self._on_gz_inactive
 
     def _on_gz_active(self) -> None:
-        self._submit((self.name, self._gz_active_means_logical, time.monotonic()))
+        self._submit((self.name, self._gz_active_means_logical, self._clock()))
 
     def _on_gz_inactive(self) -> None:
-        self._submit((self.name, not self._gz_active_means_logical, time.monotonic()))
+        self._submit((self.name, not self._gz_active_means_logical, self._clock()))
 
     def read(self) -> bool:
         """The pin's current logical level (True = active), read now."""

@@ -406,3 +406,15 @@ def test_kill_9_loses_nothing_committed(tmp_path: Path) -> None:
         assert not missing, f"seed {seed} round {round_}: committed but lost: {sorted(missing)[:10]}"
         assert not (acked & present), f"seed {seed}: acknowledged rows came back"
     assert len(put) > 200
+
+
+def test_supersede_drops_only_undelivered_rows_of_that_type(tmp_path: Path) -> None:
+    from agent.outbox import Outbox, OutboxRow
+    with Outbox.open(tmp_path / "o.sqlite3") as outbox:
+        def row(seq: int, type: str) -> OutboxRow:
+            return OutboxRow(seq=seq, critical=False, topic="t/agent", payload=b"x",
+                             jti=f"j{seq}", sensor="agent", type=type, created=0.0)
+        outbox.put([row(1, "agent.heartbeat"), row(2, "agent.started"), row(3, "agent.heartbeat")])
+        assert outbox.supersede("agent", "agent.heartbeat") == 2
+        assert [r.type for r in outbox.next_batch(10)] == ["agent.started"]
+        assert outbox.stats().depth == 1
