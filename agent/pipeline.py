@@ -88,6 +88,8 @@ class Recorder:
         self._wake = wake
         self._max_payload = max_payload_bytes
         self._last_eviction_report: Optional[float] = None
+        # evictions may be pending from before a restart: look once at start
+        self._evictions_maybe_pending = True
         #: the last event recorded per sensor (for ``status``)
         self.last_by_sensor: dict[str, Event] = {}
         #: jti -> outbox row id, for the last batch only (local feedback follows PUBACKs)
@@ -122,6 +124,8 @@ class Recorder:
                                   topic=self.topic(event.sensor), payload=token, jti=event.jti,
                                   sensor=event.sensor, type=event.type, created=now_epoch))
         stored = self._outbox.put(rows, settles=settles)
+        if stored.evicted is not None:
+            self._evictions_maybe_pending = True
         self.last_row_ids = {r.jti: r.row_id for r in stored.rows if r.row_id is not None}
         for event in events:
             self.last_by_sensor[event.sensor] = event
@@ -133,10 +137,12 @@ class Recorder:
     def report_evictions(self, now: float) -> Optional[Event]:
         """Record one ``buffer.evicted`` event if evictions are pending and the last
         report is at least a minute old. Returns the event, if one was made."""
-        if (self._last_eviction_report is not None
+        if not self._evictions_maybe_pending or (
+                self._last_eviction_report is not None
                 and now - self._last_eviction_report < EVICTION_REPORT_INTERVAL_S):
             return None
         pending = self._outbox.pending_evictions()
+        self._evictions_maybe_pending = False
         if pending is None:
             return None
         self._last_eviction_report = now
@@ -148,10 +154,14 @@ class Recorder:
         return made[0]
 
     def next_eviction_report(self) -> Optional[float]:
-        """When :meth:`report_evictions` may next report (None: any time)."""
-        if self._last_eviction_report is None:
+        """When :meth:`report_evictions` should next run (None: nothing to report)."""
+        if not self._evictions_maybe_pending or self._last_eviction_report is None:
             return None
         return self._last_eviction_report + EVICTION_REPORT_INTERVAL_S
+
+    def supersede(self, sensor: str, type: str) -> None:
+        """Drop undelivered ``type`` events of ``sensor``: a newer one replaces them."""
+        self._outbox.supersede(sensor, type)
 
 
 class OutboxSource:

@@ -452,7 +452,8 @@ class Publisher:
     def _mark_down(self, reason: str) -> None:
         was_up = self.status.connected
         if was_up:
-            log.warning("connection to %s:%d ended: %s", self.settings.host, self.settings.port, reason)
+            log.log(logging.INFO if reason == "stopped" else logging.WARNING,
+                    "connection to %s:%d ended: %s", self.settings.host, self.settings.port, reason)
         self.status = replace(self.status, connected=False,
                               since=self._wall() if was_up else self.status.since,
                               reconnects=self.status.reconnects + (1 if was_up else 0),
