@@ -127,6 +127,11 @@ class AgentLoop:
     def submit_delivered(self, row_ids: Sequence[int]) -> None:
         self.inbox.put(("delivered", tuple(row_ids)))
 
+    def submit_call(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` in the loop at the end of its next turn (after that turn's events
+        are recorded): lets another thread wait until the loop has caught up."""
+        self.inbox.put(("call", fn))
+
     def request_stop(self, *, reload: bool = False) -> None:
         """Safe from a signal handler: SimpleQueue.put is reentrant."""
         self.inbox.put(("stop", Stop(reload)))
@@ -172,6 +177,7 @@ class AgentLoop:
         sensor_events: List[SensorEvent] = []
         recognised: List[Recognised] = []
         delivered: List[int] = []
+        calls: List[Callable[[], None]] = []
         stop: Optional[Stop] = None
         for kind, body in messages:
             if kind == "edge":
@@ -182,6 +188,8 @@ class AgentLoop:
                 recognised += self.commands.handle(body, now)
             elif kind == "delivered":
                 delivered += body
+            elif kind == "call":
+                calls.append(body)
             elif kind == "stop":
                 stop = body
         for machine in self.machines.values():
@@ -201,6 +209,8 @@ class AgentLoop:
             self.feedback.delivered(delivered)
         if self.on_turn is not None:
             self.on_turn(now)
+        for fn in calls:
+            fn()
         return stop
 
     # --- pieces of a turn ---------------------------------------------------------------------

@@ -92,6 +92,8 @@ class Recorder:
         self._evictions_maybe_pending = True
         #: the last event recorded per sensor (for ``status``)
         self.last_by_sensor: dict[str, Event] = {}
+        #: events recorded since start
+        self.recorded_total = 0
         #: jti -> outbox row id, for the last batch only (local feedback follows PUBACKs)
         self.last_row_ids: dict[str, int] = {}
 
@@ -127,6 +129,7 @@ class Recorder:
         if stored.evicted is not None:
             self._evictions_maybe_pending = True
         self.last_row_ids = {r.jti: r.row_id for r in stored.rows if r.row_id is not None}
+        self.recorded_total += len(events)
         for event in events:
             self.last_by_sensor[event.sensor] = event
             log.info("event %s sensor=%s seq=%d prio=%s ts=%s data=%s", event.type,
