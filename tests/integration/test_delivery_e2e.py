@@ -327,3 +327,149 @@ def test_a_corrupt_buffer_is_quarantined_reported_and_delivery_goes_on(
         "path": str(db), "moved_to": list(info.moved_to), "reason": info.reason}
     assert by_type["buffer.quarantined"]["sensor"] == "agent"
     assert {c["jti"] for c in claims} == {e.jti for e in first + more}
+
+
+# --------------------------------------------------------------------------- 3. kill -9
+STREAM_AGENT = Path(__file__).with_name("stream_agent.py")
+
+
+def _secret_file(path: Path, content: bytes) -> Path:
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(content)
+    return path
+
+
+def _parse(out: str, boots: Dict[int, List[Tuple[str, int]]]) -> int:
+    """Complete ``JTI SEQ BOOT`` lines into ``boots``; returns the boot seen (or -1)."""
+    boot = -1
+    for line in out.splitlines(keepends=True):
+        if not line.endswith("\n") or line.strip() == "drained":
+            continue                      # the kill can cut the last line short
+        jti, seq, boot_s = line.split()
+        boot = int(boot_s)
+        boots[boot].append((jti, int(seq)))
+    return boot
+
+
+class _Cloud:
+    """Subscribers across broker restarts, and a barrier to flush what the broker holds."""
+
+    def __init__(self, broker: MosquittoBroker, proxy: FaultProxy) -> None:
+        self.broker, self.proxy = broker, proxy
+        self.subs = [Subscriber(broker, "homecare/#")]
+        self.up = True
+        self.markers = 0
+
+    def take_down(self) -> None:
+        # Shut the agent out first, then push a marker through the broker: once it arrives,
+        # everything the broker acknowledged to the agent has reached the subscriber.
+        self.proxy.set_mode("refuse")
+        self.proxy.cut()
+        self.markers += 1
+        marker = f"marker-{self.markers}".encode()
+        client = make_client(self.broker, user="consumer")
+        client.connect(self.broker.host, self.broker.plain_port)
+        client.loop_start()
+        try:
+            client.publish(f"{self.broker.prefix}/commands", marker, qos=1)
+            self.subs[-1].wait_until(lambda ms: any(m.payload == marker for m in ms), timeout=10)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        self.broker.stop()
+        self.up = False
+
+    def bring_up(self) -> None:
+        self.subs.append(bring_up(self.broker, self.proxy, "homecare/#"))
+        self.up = True
+
+    def toggle(self) -> None:
+        self.take_down() if self.up else self.bring_up()
+
+    def events(self) -> List[Received]:
+        return [m for s in self.subs for m in events_of(s.messages)]
+
+    def close(self) -> None:
+        for s in self.subs:
+            s.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_kill_9_at_random_moments_loses_no_committed_event(
+        tmp_path: Path, broker: MosquittoBroker) -> None:
+    key = Ed25519PrivateKey.generate()
+    key_file = _secret_file(tmp_path / "device-key.pem", key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    pw_file = _secret_file(tmp_path / "password", broker.users["device"].encode())
+    state = tmp_path / "state"
+    rng = random.Random(9)
+    boots: Dict[int, List[Tuple[str, int]]] = defaultdict(list)
+    boot_order: List[int] = []
+    kills = 0
+    with FaultProxy(broker.host, broker.plain_port) as proxy:
+        cloud = _Cloud(broker, proxy)
+        try:
+            def run(*extra: str) -> "subprocess.Popen[str]":
+                return subprocess.Popen(
+                    [sys.executable, str(STREAM_AGENT), "--state", str(state), "--key",
+                     str(key_file), "--port", str(proxy.port), "--password-file", str(pw_file),
+                     "--rate", "150", *extra],
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=str(REPO))
+
+            for k in range(22):
+                proc = run()
+                try:
+                    proc.wait(timeout=rng.uniform(0.2, 1.4))   # a random moment to die
+                    pytest.fail(f"stream_agent exited by itself (status {proc.returncode})")
+                except subprocess.TimeoutExpired:
+                    pass
+                if k % 3 == 1:                  # broker down or up while the agent runs
+                    cloud.toggle()
+                    try:
+                        proc.wait(timeout=rng.uniform(0.0, 0.5))
+                    except subprocess.TimeoutExpired:
+                        pass
+                proc.kill()
+                out, _ = proc.communicate(timeout=10)
+                kills += 1
+                boot = _parse(out, boots)
+                if boot >= 0:
+                    boot_order.append(boot)
+            if not cloud.up:
+                cloud.bring_up()
+            final = run("--count", "20")
+            out, _ = final.communicate(timeout=60)
+            assert final.returncode == 0 and out.rstrip().endswith("drained")
+            boot_order.append(_parse(out, boots))
+            received = cloud.events()
+        finally:
+            cloud.close()
+
+    assert kills >= 20 and cloud.markers >= 3
+    verifier = Verifier("EdDSA", key.public_key())
+    payload_of: Dict[str, bytes] = {}
+    seq_of: Dict[str, int] = {}
+    for m in received:
+        claims = verifier.verify(m.payload.decode("ascii"))
+        assert payload_of.setdefault(claims["jti"], m.payload) == m.payload  # same bytes only
+        seq_of[claims["jti"]] = claims["seq"]
+    printed = {jti: seq for lines in boots.values() for jti, seq in lines}
+    lost = set(printed) - set(payload_of)
+    assert not lost, f"{len(lost)} committed events never arrived"
+    assert all(seq_of[j] == s for j, s in printed.items())
+    # seq: strictly increasing within a boot, and every boot above the one before
+    assert boot_order == sorted(boot_order) and len(set(boot_order)) == len(boot_order)
+    last = 0
+    for boot in sorted(boots):
+        seqs = [s for _, s in boots[boot]]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+        assert seqs[0] > last
+        last = seqs[-1]
+    with Outbox.open(state / "outbox.sqlite3") as box:
+        assert box.stats().depth == 0
+    print(f"kill -9: {kills} kills, {cloud.markers} broker stops, {len(printed)} committed "
+          f"events printed, {len(payload_of)} distinct arrived, "
+          f"{len(received) - len(payload_of)} duplicates")
