@@ -37,6 +37,14 @@ timestamped name, and a fresh file takes its place (``agent/outbox_file.py``);
 event. A locked or unreadable file is not corruption: that raises
 :class:`~agent.errors.OutboxError` and nothing is moved.
 
+Deletes after PUBACK are not fsynced on their own: a group holding only acks and reads
+commits with ``synchronous=NORMAL`` (in WAL mode that skips the fsync, never the
+integrity), and the next group that stores a row (``synchronous=FULL``) makes them durable
+with it. A kill -9 loses nothing (the OS has the write); a power cut can at worst bring
+back rows that were already delivered, which are then sent again — a duplicate with the
+same ``jti`` that the cloud drops (SPEC §4), never a lost event. This keeps a backlog drain
+from costing one fsync per PUBACK.
+
 Row ids are never reused (``AUTOINCREMENT``), so an ``ack`` for a row that was evicted
 while in flight cannot delete a newer row.
 """
@@ -150,6 +158,8 @@ class _State:
 class _Request:
     fn: Callable[[sqlite3.Connection], Any]
     future: "Future[Any]" = field(default_factory=Future)
+    #: False for acks and reads: their group may commit without an fsync (module docs)
+    durable: bool = True
 
 
 class Outbox:
@@ -214,7 +224,7 @@ class Outbox:
     def submit_ack(self, row_ids: Iterable[int]) -> "Future[int]":
         """Like :meth:`ack` without waiting (for paho's callback thread)."""
         ids = tuple(row_ids)
-        return self._owner.submit(lambda conn: self._owner.do_ack(conn, ids))
+        return self._owner.submit(lambda conn: self._owner.do_ack(conn, ids), durable=False)
 
     def supersede(self, sensor: str, type: str, *, timeout: Optional[float] = None) -> int:
         """Delete stored ``type`` events of ``sensor`` not yet delivered (a newer one
@@ -246,7 +256,7 @@ class Outbox:
                                (limit + len(excluded),))
             rows = [_row(r) for r in cur]
             return [r for r in rows if r.row_id not in excluded][:limit]
-        return self._owner.submit(run).result(timeout)
+        return self._owner.submit(run, durable=False).result(timeout)
 
     def get_meta(self, key: str, *, timeout: Optional[float] = None) -> Optional[str]:
         def run(conn: sqlite3.Connection) -> Optional[str]:
@@ -303,9 +313,11 @@ class _Owner(threading.Thread):
         self.commits = 0
         self._lock = threading.Lock()
         self._conn: Optional[sqlite3.Connection] = None
+        self._synchronous = "FULL"  # what outbox_file.connect() set
 
-    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> "Future[T]":
-        request = _Request(fn)
+    def submit(self, fn: Callable[[sqlite3.Connection], T], *,
+               durable: bool = True) -> "Future[T]":
+        request = _Request(fn, durable=durable)
         with self._lock:
             if self.closed:
                 raise OutboxError(f"the outbox {self.path} is closed",
@@ -378,6 +390,10 @@ class _Owner(threading.Thread):
     def _transaction(self, conn: sqlite3.Connection,
                      group: List[_Request]) -> List[Tuple[bool, Any]]:
         start = self.state.copy()
+        synchronous = "FULL" if any(r.durable for r in group) else "NORMAL"
+        if synchronous != self._synchronous:  # outside a transaction, as SQLite requires
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            self._synchronous = synchronous
         conn.execute("BEGIN IMMEDIATE")
         outcomes: List[Tuple[bool, Any]] = []
         for request in group:
