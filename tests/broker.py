@@ -329,17 +329,30 @@ class MosquittoBroker:
     def _start_once(self, timeout: float) -> None:
         self._write_conf()
         t0 = time.monotonic()
+        log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
         with open(self.log_file, "ab") as out:  # stderr too: config errors come before the log opens
             self._proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf_file)], cwd=str(self.dir),
                                           stdin=subprocess.DEVNULL, stdout=out, stderr=out)
         deadline = t0 + timeout
-        ok = all(wait_for_port(self.host, p, deadline, lambda: self.running)
-                 for p in (self.plain_port, self.tls_port)) and self.running
+        # A port that accepts is not enough (someone else may hold it): mosquitto says
+        # "running" in its log only once every listener is bound.
+        ok = self._wait_log_running(log_start, deadline) and all(
+            wait_for_port(self.host, p, deadline, lambda: self.running)
+            for p in (self.plain_port, self.tls_port)) and self.running
         if not ok:
             self._terminate(signal.SIGKILL)
             raise BrokerStartError("mosquitto did not start within {:.0f} s; log tail:\n{}".format(
                 timeout, self.log_tail()))
         self.start_seconds = time.monotonic() - t0
+
+    def _wait_log_running(self, log_start: int, deadline: float) -> bool:
+        while time.monotonic() < deadline and self.running:
+            with open(self.log_file, "rb") as f:
+                f.seek(log_start)
+                if b" running" in f.read():
+                    return True
+            time.sleep(0.002)
+        return False
 
     def _terminate(self, sig: int, timeout: float = 10.0) -> None:
         proc, self._proc = self._proc, None
