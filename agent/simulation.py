@@ -97,9 +97,15 @@ class Simulation:
     def run(self, timeout_s: float, *, wait_for_delivery: bool = True) -> SimulationResult:
         """Play the timeline; then (unless told not to) wait until the outbox is empty."""
         deadline = time.monotonic() + timeout_s
+        self.clock.restart()
         self.driver.apply_start_levels()
+        started = threading.Event()
+        self.agent.loop.submit_call(started.set)      # runs after the loop's start-up
         loop_thread = threading.Thread(target=self._run_loop, name="agent-loop", daemon=True)
         loop_thread.start()
+        if not started.wait(30):
+            log.error("the agent did not start")
+        self.driver.release_start()
         over = self.driver.run(self._stop) and self._wait_for(self.end_time(), deadline)
         empty = over and self._wait_until_delivered(
             deadline if wait_for_delivery else time.monotonic())

@@ -14,6 +14,7 @@ timeline never names start inactive.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -88,6 +89,10 @@ class VirtualClock:
 
     ``mono()`` is what the agent's loop uses as its monotonic clock; ``wall()`` is the
     matching epoch time, so events' ``ts`` are the start time plus timeline time.
+
+    ``cap``: the clock never reads past the next timeline entry until the driver has
+    applied it, so an edge is stamped with exactly its ``at`` however late the driver
+    thread woke (the clock pauses for that moment instead; it never runs backwards).
     """
 
     def __init__(self, speed: float = 1.0, *, start_wall: Optional[float] = None,
@@ -98,9 +103,18 @@ class VirtualClock:
         self._real = real_mono
         self._t0 = real_mono()
         self.start_wall = time.time() if start_wall is None else start_wall
+        self.cap = math.inf
+
+    def restart(self) -> None:
+        """Timeline time 0 is now (call just before the agent starts)."""
+        self._t0 = self._real()
+        self.start_wall = time.time()
+
+    def raw(self) -> float:
+        return (self._real() - self._t0) * self.speed
 
     def mono(self) -> float:
-        return (self._real() - self._t0) * self.speed
+        return min(self.raw(), self.cap)
 
     def wall(self) -> float:
         return self.start_wall + self.mono()
@@ -108,7 +122,7 @@ class VirtualClock:
     def sleep_until(self, at: float, stop: Optional[threading.Event] = None) -> bool:
         """Wait until timeline time ``at``; False if ``stop`` was set first."""
         while True:
-            remaining = (at - self.mono()) / self.speed
+            remaining = (at - self.raw()) / self.speed
             if remaining <= 0:
                 return True
             if stop is not None:
@@ -150,16 +164,29 @@ class TimelineDriver:
         for entry in self.entries:
             if entry.at == 0:
                 start[entry.sensor] = entry.level
+        self.clock.cap = 0.0           # the agent starts at exactly timeline time 0
         for name, level in start.items():
             self.drive(name, level)
         self.applied = sum(1 for e in self.entries if e.at == 0)
 
+    def release_start(self) -> None:
+        """The agent has read its start-up levels: let the clock run to the next entry."""
+        self._hold_at_next()
+
     def run(self, stop: Optional[threading.Event] = None) -> bool:
         """Apply the remaining entries at their times; False if stopped early."""
-        for entry in self.entries[self.applied:]:
-            if not self.clock.sleep_until(entry.at, stop):
-                return False
-            self.drive(entry.sensor, entry.level)
-            self.last_at[entry.sensor] = entry.at
-            self.applied += 1
-        return True
+        try:
+            for entry in self.entries[self.applied:]:
+                if not self.clock.sleep_until(entry.at, stop):
+                    return False
+                self.drive(entry.sensor, entry.level)   # stamped exactly entry.at
+                self.last_at[entry.sensor] = entry.at
+                self.applied += 1
+                self._hold_at_next()
+            return True
+        finally:
+            self.clock.cap = math.inf
+
+    def _hold_at_next(self) -> None:
+        rest = self.entries[self.applied:]
+        self.clock.cap = rest[0].at if rest else math.inf
