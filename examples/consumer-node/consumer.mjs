@@ -10,7 +10,9 @@
 //
 //   node consumer.mjs --url mqtt://broker:1883 --key gw-0001.pub.pem \
 //        [--kid KID] [--username U --password-file F] [--protocol 3.1.1|5]
-//        [--topic 'homecare/+/events/#'] [--count N] [--idle S]
+//        [--topic 'homecare/+/events/#'] [--count N] [--idle S] [--progress N]
+//
+// --progress N notes {"event":"progress","unique":n} on stderr every N new events.
 //
 // Environment: HOMECARE_KEY (key file), HOMECARE_KID, MQTT_URL, MQTT_USERNAME,
 // MQTT_PASSWORD_FILE. The password is read from a file, never taken on the command line.
@@ -39,6 +41,7 @@ const { values: opt } = parseArgs({
     "client-id": { type: "string" },
     count: { type: "string" },
     idle: { type: "string" },
+    progress: { type: "string" },
   },
 });
 if (!opt.key) {
@@ -151,6 +154,9 @@ async function handle(topic, payload) {
   }
   firstToken.set(claims.jti, token);
   lastNew = Date.now();
+  if (opt.progress && firstToken.size % Number(opt.progress) === 0) {
+    note({ event: "progress", unique: firstToken.size });
+  }
   if (!byDevice.has(claims.iss)) byDevice.set(claims.iss, new Map());
   byDevice.get(claims.iss).set(claims.seq, claims.boot);
 }

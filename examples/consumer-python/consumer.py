@@ -10,7 +10,7 @@ new event; the same format as ../consumer-node. Connection notes go to stderr.
 
     python3 consumer.py --url mqtt://broker:1883 --key gw-0001.pub.pem \\
         [--kid KID] [--username U --password-file F] [--protocol 3.1.1|5] \\
-        [--topic 'homecare/+/events/#'] [--count N] [--idle S]
+        [--topic 'homecare/+/events/#'] [--count N] [--idle S] [--progress N]
 
 Environment: HOMECARE_KEY, HOMECARE_KID, MQTT_URL, MQTT_USERNAME, MQTT_PASSWORD_FILE.
 Needs paho-mqtt >= 2.0 and PyJWT >= 2.8 with cryptography.
@@ -161,6 +161,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--client-id", default=f"consumer-python-{os.getpid()}")
     p.add_argument("--count", type=int, help="stop after this many unique events")
     p.add_argument("--idle", type=float, help="stop after this many seconds without a new event")
+    p.add_argument("--progress", type=int, help="note the count on stderr every N new events")
     args = p.parse_args(argv)
     if not args.key:
         p.error("give the device's public key with --key FILE (PEM or JWK) or HOMECARE_KEY")
@@ -202,7 +203,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             note(event="subscribed", topic=args.topic)
 
     def on_message(c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
+        before = tally.unique()
         tally.handle(msg.topic, bytes(msg.payload))
+        after = tally.unique()
+        if args.progress and after > before and after % args.progress == 0:
+            note(event="progress", unique=after)
         if args.count and tally.unique() >= args.count:
             stop("count")
 

@@ -139,3 +139,26 @@ def test_rabbitmq_310_refuses_mqtt5_and_the_publisher_says_so(rabbitmq: RabbitMQ
         assert r.publisher.status.connects == 0
     finally:
         r.close()
+
+
+def test_max_publish_rate_is_honoured_while_draining_a_backlog(tmp_path: Path,
+                                                               broker: MosquittoBroker) -> None:
+    """mqtt.max_publish_rate (e.g. AWS IoT Core's 100/s) caps a backlog drain: with a
+    one-second burst allowance, n events at r/s take at least (n - r) / r seconds."""
+    rate, n = 50.0, 120
+    ep = Endpoint("mosquitto", broker, "5")
+    with FaultProxy(broker.host, broker.plain_port) as proxy:
+        proxy.set_mode("refuse")
+        r = AgentRig(tmp_path / "agent", ep.link(proxy.port, max_publish_rate=rate))
+        try:
+            r.record(n, critical_every=0)          # the backlog, built while offline
+            proxy.set_mode("pass")
+            wait_until(lambda: r.depth() < n, timeout=10, interval=0.002, what="first PUBACK")
+            t_first = time.monotonic()
+            r.wait_drained(20)
+            elapsed = time.monotonic() - t_first
+        finally:
+            r.close()
+    floor = (n - rate - 1) / rate                  # 1.38 s
+    assert elapsed >= floor * 0.95, f"{n} events at {rate:g}/s drained in {elapsed:.2f} s"
+    assert elapsed < floor + 2.0, f"the limiter over-throttles: {elapsed:.2f} s"

@@ -48,6 +48,10 @@ class Consumer:
             except ValueError:
                 self.notes.append({"event": "text", "line": line.rstrip()})
 
+    def unique(self) -> int:
+        counts = [n["unique"] for n in list(self.notes) if n.get("event") == "progress"]
+        return max(counts, default=0)
+
     def subscriptions(self) -> int:
         return sum(1 for n in list(self.notes) if n.get("event") == "subscribed")
 
@@ -131,13 +135,19 @@ def test_both_reference_consumers_agree_with_the_agent_over_an_outage(
         setup: Any, node_consumer_ready: Path) -> None:
     ep, proxy, rig, args, made = setup
     total = 500 + 300 + 300
-    node = Consumer(["node", "consumer.mjs", *args, "--count", str(total)], NODE_DIR)
-    py = Consumer([sys.executable, str(PY_CONSUMER), *args, "--count", str(total)], REPO)
+    node = Consumer(["node", "consumer.mjs", *args, "--count", str(total), "--progress", "100"],
+                    NODE_DIR)
+    py = Consumer([sys.executable, str(PY_CONSUMER), *args, "--count", str(total),
+                   "--progress", "100"], REPO)
     made += [node, py]
     wait_until(lambda: node.subscriptions() >= 1 and py.subscriptions() >= 1, timeout=20,
                what="both consumers subscribed")
     rig.record(500)
     rig.wait_drained(60)
+    # a broker that acknowledged but had not yet forwarded would lose those in a
+    # restart (mosquitto here keeps no persistence): let both consumers catch up first
+    wait_until(lambda: node.unique() >= 500 and py.unique() >= 500, timeout=20,
+               what="both consumers to have the first 500")
     proxy.set_mode("refuse")          # once the broker is back, wait for the consumers
     ep.down()
     rig.record(300)                   # events keep being recorded during the outage
