@@ -33,6 +33,7 @@ from agent.config_reader import (Bad, ConfigProblems, MapReader, Node, Problem, 
                                  as_text, describe)
 from agent.config_schema import (ALGORITHMS, COMMON_SENSOR_KEYS, DEFAULT_ACTIVE,
                                  DEFAULT_FLAPPING, DEFAULT_HEARTBEAT_S, DEFAULT_KEEPALIVE_S,
+                                 DEFAULT_MAX_PAYLOAD_BYTES, MQTT_MAX_PAYLOAD,
                                  DEFAULT_PROTOCOL, DEFAULT_PULL, DEFAULT_STATE_DIR,
                                  FLAPPING_FALLBACK, GPIO_BACKENDS, KIND_DEFAULTS, LEVELS,
                                  MAX_BCM_PIN, MQTT_PROTOCOLS, PORT_PLAIN, PORT_TLS, PULLS,
@@ -53,7 +54,7 @@ TOP_KEYS = ("device", "state_dir", "gpio", "sensors", "outputs", "mqtt", "signin
             "commands", "care", "heartbeat_s")
 MQTT_KEYS = ("host", "port", "protocol", "client_id", "keepalive_s", "topic_prefix", "tls",
              "username", "password_file", "allow_insecure", "ack_timeout_s", "max_inflight",
-             "max_publish_rate")
+             "max_publish_rate", "max_payload_bytes")
 TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure_skip_verify")
 
 _PASSWORD = ("passwords must come from a file: use password_file: (e.g. "
@@ -402,6 +403,8 @@ def _mqtt(top: MapReader, sink: Sink, device: DeviceConfig, paths: Any) -> MqttC
         ack_timeout_s=m.get("ack_timeout_s", as_number(hi=3600, unit=SEC, above=0), 20.0),
         max_inflight=m.get("max_inflight", as_int(1, 65535), 20),
         max_publish_rate=m.optional("max_publish_rate", as_number(unit="publishes per second", above=0)),
+        max_payload_bytes=m.get("max_payload_bytes", as_int(1, MQTT_MAX_PAYLOAD, "bytes"),
+                                DEFAULT_MAX_PAYLOAD_BYTES),
     )
     if host and not is_loopback(host) and not mqtt.allow_insecure:
         if tls is None:

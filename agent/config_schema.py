@@ -143,6 +143,9 @@ class MqttConfig:
     max_inflight: int = 20
     #: publishes per second; None = no limit.
     max_publish_rate: Optional[float] = None
+    #: project-added key: the broker's largest accepted payload (default AWS IoT Core's
+    #: 128 KB); an event signed larger is still stored and sent, and logged as an error.
+    max_payload_bytes: int = 131072  # DEFAULT_MAX_PAYLOAD_BYTES
 
 
 @dataclass(frozen=True)
@@ -228,3 +231,7 @@ DEFAULT_KEEPALIVE_S = 30
 DEFAULT_PROTOCOL = "5"
 PORT_TLS = 8883
 PORT_PLAIN = 1883
+#: AWS IoT Core's payload limit (128 KB), the default of ``mqtt.max_payload_bytes``
+DEFAULT_MAX_PAYLOAD_BYTES = 131072
+#: the most an MQTT packet can carry (remaining length 268,435,455)
+MQTT_MAX_PAYLOAD = 268435455

@@ -87,3 +87,28 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
             lines = int(os.environ.get("BROKER_LOG_LINES", "40"))
             report.sections.append(("mosquitto log tail ({}: {})".format(name, value.log_file),
                                     value.log_tail(lines)))
+
+
+# --------------------------------------------------------------------------- RabbitMQ
+# The second broker of the interop tests (tests/rabbitmq.py): a private node with the
+# MQTT plugin, started once per session (about 10 s) and stopped with its epmd at the end.
+import tempfile  # noqa: E402
+
+from tests.rabbitmq import RabbitMQBroker, available as rabbitmq_available  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> Iterator[RabbitMQBroker]:
+    """A private RabbitMQ 3.10 node with rabbitmq_mqtt (MQTT 3.1.1) and users
+    ``device``/``consumer``; skipped where RabbitMQ is not installed."""
+    why_not = rabbitmq_available()
+    if why_not is not None:
+        pytest.skip(why_not)
+    # not under pytest's tmp: that is private to root, and the server runs as "rabbitmq"
+    node = RabbitMQBroker(tempfile.mkdtemp(prefix="homecare-rabbitmq-"))
+    try:
+        node.start()
+        yield node
+    finally:
+        node.stop()
+        node.remove()
