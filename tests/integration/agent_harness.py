@@ -151,10 +151,21 @@ class AgentHarness:
         self.error: Optional[BaseException] = None
 
     # --- life cycle -----------------------------------------------------------------------
-    def start(self) -> "AgentHarness":
+    def start_cloud(self) -> None:
+        """Connect the cloud side (again, e.g. after a broker restart: it does not reconnect
+        by itself, and a new subscriber sees only what arrives from now on)."""
         self.subscriber = Subscriber(self.broker, f"homecare/{DEVICE_ID}/#")
         self.cloud = Publisher(self.broker, user="consumer")
         self.cloud.connect()
+
+    def stop_cloud(self) -> None:
+        for client in (self.subscriber, self.cloud):
+            if client is not None:
+                client.close()
+        self.subscriber = self.cloud = None
+
+    def start(self) -> "AgentHarness":
+        self.start_cloud()
         self.agent = self._build(self.config)
         self._thread = threading.Thread(target=self._run, name="agent-under-test", daemon=True)
         self._thread.start()
@@ -182,10 +193,7 @@ class AgentHarness:
             self._thread.join(10.0)
             flushed = self.agent.close(flush_timeout_s)
             self._thread = None
-        for client in (self.subscriber, self.cloud):
-            if client is not None:
-                client.close()
-        self.subscriber = self.cloud = None
+        self.stop_cloud()
         if self.error is not None:
             raise AssertionError(f"the agent's loop died: {self.error!r}") from self.error
         return flushed
