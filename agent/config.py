@@ -28,8 +28,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import yaml
 
-from agent.config_reader import (Bad, ConfigProblems, MapReader, Node, Problem, Sink, as_bool,
-                                 as_choice, as_hhmm, as_int, as_number, as_path, as_pattern,
+from agent.config_reader import (Bad, ConfigProblems, MapReader, Node, Problem, Sink, as_blink,
+                                 as_bool, as_choice, as_hhmm, as_int, as_number, as_path, as_pattern,
                                  as_text, describe)
 from agent.config_schema import (ALGORITHMS, COMMON_SENSOR_KEYS, DEFAULT_ACTIVE,
                                  DEFAULT_FLAPPING, DEFAULT_HEARTBEAT_S, DEFAULT_KEEPALIVE_S,
@@ -42,6 +42,7 @@ from agent.config_schema import (ALGORITHMS, COMMON_SENSOR_KEYS, DEFAULT_ACTIVE,
                                  GpioConfig, InactivityRule, MqttConfig, NightDoorRule,
                                  OutputConfig, OutputsConfig, SensorConfig, SigningConfig,
                                  TlsConfig)
+from agent.feedback import MAX_PATTERN_COUNT, MAX_PATTERN_S, Patterns
 
 __all__ = [
     "load_config", "parse_config", "Problem", "ConfigProblems", "Config", "DeviceConfig",
@@ -56,6 +57,7 @@ MQTT_KEYS = ("host", "port", "protocol", "client_id", "keepalive_s", "topic_pref
              "username", "password_file", "allow_insecure", "ack_timeout_s", "max_inflight",
              "max_publish_rate", "max_payload_bytes")
 TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure_skip_verify")
+PATTERN_KEYS = ("pending", "sent", "chirp", "locate")
 
 _PASSWORD = ("passwords must come from a file: use password_file: (e.g. "
              "${CREDENTIALS_DIRECTORY}/mqtt-password, mode 0600) and remove this key")
@@ -307,7 +309,7 @@ def _flapping(r: MapReader, kind: str, sink: Sink) -> Optional[FlappingConfig]:
 
 
 def _outputs(top: MapReader, sink: Sink, pins: List[_PinUse]) -> OutputsConfig:
-    o = _section(top, "outputs", ("buzzer", "led"))
+    o = _section(top, "outputs", ("buzzer", "led", "patterns"))
     found: Dict[str, Optional[OutputConfig]] = {}
     for name in ("buzzer", "led"):
         node = o.value_node(name)
@@ -320,7 +322,21 @@ def _outputs(top: MapReader, sink: Sink, pins: List[_PinUse]) -> OutputsConfig:
         pin_node = r.value_node("pin")
         if pin_node is not None and pin >= 0:
             pins.append((pin, o.sub(name), pin_node))
-    return OutputsConfig(buzzer=found["buzzer"], led=found["led"])
+    return OutputsConfig(buzzer=found["buzzer"], led=found["led"],
+                         patterns=_patterns(o, sink))
+
+
+def _patterns(o: MapReader, sink: Sink) -> Patterns:
+    """``outputs.patterns``: [on_s, off_s] (pending, sent) or [on_s, off_s, count]."""
+    default = Patterns()
+    node = o.value_node("patterns")
+    if node is None:
+        return default
+    p = _map(node, o.sub("patterns"), sink, PATTERN_KEYS)
+    values = {key: p.get(key, as_blink(with_count=key in ("chirp", "locate"), max_s=MAX_PATTERN_S,
+                                       max_count=MAX_PATTERN_COUNT), getattr(default, key))
+              for key in PATTERN_KEYS}
+    return Patterns(**values)
 
 
 def _check_pins(pins: List[_PinUse], sink: Sink) -> None:

@@ -109,6 +109,9 @@ def as_int(lo: Optional[int] = None, hi: Optional[int] = None, unit: str = "") -
     return conv
 
 
+SECONDS = "seconds"
+
+
 def as_number(lo: Optional[float] = None, hi: Optional[float] = None, unit: str = "",
               above: Optional[float] = None) -> Callable[[Node], float]:
     """A finite int or float; ``above`` is an exclusive lower bound."""
@@ -129,6 +132,27 @@ def _check_range(value: float, lo: Optional[float], hi: Optional[float], unit: s
         raise Bad(f"{value:g} is too small: the least allowed is {lo:g}{u}")
     if hi is not None and value > hi:
         raise Bad(f"{value:g} is too large: the most allowed is {hi:g}{u}")
+
+
+def as_blink(*, with_count: bool, max_s: float = 60.0,
+             max_count: int = 1000) -> Callable[[Node], Tuple[Any, ...]]:
+    """A blink pattern: ``[on_s, off_s]``, or ``[on_s, off_s, count]`` with ``with_count``."""
+    shape = "[on_s, off_s, count]" if with_count else "[on_s, off_s]"
+    seconds = as_number(hi=max_s, unit=SECONDS, above=0)
+
+    def conv(node: Node) -> Tuple[Any, ...]:
+        if not isinstance(node, yaml.SequenceNode) or len(node.value) != (3 if with_count else 2):
+            raise Bad(f"expected {shape}, e.g. {'[0.1, 0.1, 3]' if with_count else '[0.1, 0.1]'}, "
+                      f"got {describe(node)}"
+                      + (f" of {len(node.value)}" if isinstance(node, yaml.SequenceNode) else ""))
+        try:
+            on, off = seconds(node.value[0]), seconds(node.value[1])
+            if not with_count:
+                return (on, off)
+            return (on, off, as_int(1, max_count)(node.value[2]))
+        except Bad as exc:
+            raise Bad(f"{shape}: {exc}") from None
+    return conv
 
 
 def as_bool(node: Node) -> bool:

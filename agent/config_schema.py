@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple
 
+from agent.feedback import Patterns
+
 SENSOR_KINDS = ("sos_button", "door", "smoke")
 GPIO_BACKENDS = ("auto", "lgpio", "rpigpio", "native", "mock")
 PULLS = ("up", "down", "none")
@@ -114,6 +116,8 @@ class OutputConfig:
 class OutputsConfig:
     buzzer: Optional[OutputConfig] = None
     led: Optional[OutputConfig] = None
+    #: project-added: blink and beep timings (agent.feedback.Patterns has the defaults)
+    patterns: Patterns = Patterns()
 
 
 @dataclass(frozen=True)

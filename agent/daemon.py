@@ -180,7 +180,8 @@ class Agent:
         self.feedback = Feedback(
             buzzer=Buzzer(outs.buzzer.pin, active=outs.buzzer.active, pin_factory=factory)
             if outs.buzzer else None,
-            led=Led(outs.led.pin, active=outs.led.active, pin_factory=factory) if outs.led else None)
+            led=Led(outs.led.pin, active=outs.led.active, pin_factory=factory) if outs.led else None,
+            patterns=outs.patterns)
         machines = {}
         for sensor in config.sensors:
             flapping = None if sensor.flapping is None else FlappingPolicy(

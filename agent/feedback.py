@@ -5,69 +5,149 @@ The resident should know that help is coming:
 ==========================  ==============================  ===================
 moment                      LED                             buzzer
 ==========================  ==============================  ===================
-SOS recorded (on disk)      fast blink ("alarm pending")    three short chirps
+SOS recorded (on disk)      fast blink ("alarm pending")    a few short chirps
 its PUBACK arrived          slow blink ("sent")             —
 care centre sent ``ack``    steady on                       silent
 ``locate`` command          —                               beeps for a few s
 ==========================  ==============================  ===================
 
-A smoke alarm drives the same pattern. Outputs are optional: with neither configured
-this object still tracks the alarm (for ``status``) and does nothing else.
+A smoke alarm drives the same pattern. Nothing here needs the network: the chirp and
+the fast blink start as soon as the alarm is safely on disk, even with the broker down.
+
+Theory of operation
+-------------------
+Every ``sos.pressed`` / ``smoke.alarm`` that is recorded becomes an *open alarm*
+(its event ``jti`` and outbox row id). A PUBACK for its row marks it *sent*. An ``ack``
+command closes the alarm it names (``in_reply_to``), or every open alarm when it names
+none. The LED shows the least advanced open alarm: ``pending`` while any is not yet
+delivered, ``sent`` when all are delivered, ``acknowledged`` (steady) once the last one
+is closed. Any accepted ``ack`` for an alarm we know silences the buzzer. An ``ack``
+naming an event this agent does not know (e.g. from before a restart) changes nothing.
+
+==============  ============================  ==================================
+phase           entered when                  LED
+==============  ============================  ==================================
+idle            start                         off
+pending         an alarm is recorded          blinks ``patterns.pending``
+sent            every open alarm has PUBACK   blinks ``patterns.sent``
+acknowledged    the last open alarm is acked  steady on (until the next alarm)
+==============  ============================  ==================================
+
+Outputs are optional: with neither configured this object still tracks the alarm (for
+``status``) and does nothing else. ``buzzer`` and ``led`` are anything with ``on()``,
+``off()``, ``blink(on_s, off_s, n)`` and ``close()`` (:mod:`drivers.outputs`).
 """
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 log = logging.getLogger("agent.feedback")
 
 ALARM_TYPES = ("sos.pressed", "smoke.alarm")
+#: longest on or off time of a pattern, in seconds
+MAX_PATTERN_S = 60.0
+#: most repetitions of a chirp or locate pattern
+MAX_PATTERN_COUNT = 1000
+
+
+def _check_times(name: str, on_s: float, off_s: float) -> None:
+    for what, value in (("on", on_s), ("off", off_s)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or not 0 < value <= MAX_PATTERN_S:
+            raise ValueError(f"pattern {name}: {what} time {value!r} must be a number of "
+                             f"seconds above 0 and at most {MAX_PATTERN_S:g}")
 
 
 @dataclass(frozen=True)
 class Patterns:
-    """Blink timings in seconds (on, off)."""
+    """Blink timings: ``(on_s, off_s)`` repeat until changed; ``(on_s, off_s, n)`` n times.
+
+    Defaults: pending 0.1/0.1 s (fast blink), sent 0.5/1.5 s (slow blink), chirp three
+    0.08 s beeps, locate ten 0.2 s beeps. Config: ``outputs.patterns``.
+    """
 
     pending: Tuple[float, float] = (0.1, 0.1)
     sent: Tuple[float, float] = (0.5, 1.5)
     chirp: Tuple[float, float, int] = (0.08, 0.12, 3)
     locate: Tuple[float, float, int] = (0.2, 0.3, 10)
 
+    def __post_init__(self) -> None:
+        for name in ("pending", "sent"):
+            value = getattr(self, name)
+            if len(value) != 2:
+                raise ValueError(f"pattern {name} is [on_s, off_s], not {list(value)!r}")
+            _check_times(name, *value)
+        for name in ("chirp", "locate"):
+            value = getattr(self, name)
+            if len(value) != 3:
+                raise ValueError(f"pattern {name} is [on_s, off_s, count], not {list(value)!r}")
+            _check_times(name, value[0], value[1])
+            count = value[2]
+            if isinstance(count, bool) or not isinstance(count, int) \
+                    or not 1 <= count <= MAX_PATTERN_COUNT:
+                raise ValueError(f"pattern {name}: count {count!r} must be a whole number "
+                                 f"from 1 to {MAX_PATTERN_COUNT}")
+
 
 class Feedback:
-    """Follows the current alarm from recorded to sent to acknowledged."""
+    """Follows the open alarms from recorded to sent to acknowledged (module docstring)."""
 
     def __init__(self, *, buzzer: Any = None, led: Any = None,
                  patterns: Patterns = Patterns()) -> None:
         self.buzzer = buzzer
         self.led = led
         self.patterns = patterns
+        #: open alarms: event jti -> (outbox row id or None, delivered?)
+        self._open: Dict[str, Tuple[Optional[int], bool]] = {}
+        #: the most recent alarm (for ``status``)
         self.alarm_jti: Optional[str] = None
-        self.alarm_row: Optional[int] = None
         self.phase = "idle"           # idle | pending | sent | acknowledged
 
     def recorded(self, events: Sequence[Any], row_ids: Mapping[str, int]) -> None:
+        """Events just committed to the outbox (``row_ids``: jti -> row id)."""
+        new_alarm = False
         for event in events:
             if event.type in ALARM_TYPES:
-                self.alarm_jti, self.alarm_row = event.jti, row_ids.get(event.jti)
-                self._set("pending")
-                if self.buzzer is not None:
-                    on, off, n = self.patterns.chirp
-                    self.buzzer.blink(on, off, n)
+                self._open[event.jti] = (row_ids.get(event.jti), False)
+                self.alarm_jti = event.jti
+                new_alarm = True
+        if new_alarm:
+            if self.buzzer is not None:
+                on, off, n = self.patterns.chirp
+                self.buzzer.blink(on, off, n)
+            self._update()
 
     def delivered(self, row_ids: Sequence[int]) -> None:
-        if self.phase == "pending" and self.alarm_row is not None and self.alarm_row in row_ids:
-            self._set("sent")
+        """The broker PUBACKed these outbox rows."""
+        done = set(row_ids)
+        changed = False
+        for jti, (row, sent) in self._open.items():
+            if not sent and row is not None and row in done:
+                self._open[jti] = (row, True)
+                changed = True
+        if changed:
+            self._update()
 
     def ack(self, in_reply_to: Optional[str]) -> None:
-        """The care centre has seen the alarm (``in_reply_to`` None: the current one)."""
-        if self.alarm_jti is None or in_reply_to not in (None, self.alarm_jti):
-            log.info("ack for %s, which is not the current alarm; ignored", in_reply_to)
+        """The care centre has seen an alarm (``in_reply_to`` None: every open one)."""
+        if in_reply_to is None:
+            closed = list(self._open)
+        elif in_reply_to in self._open:
+            closed = [in_reply_to]
+        else:
+            log.info("ack for %s, which is not an open alarm; ignored", in_reply_to)
             return
-        self._set("acknowledged")
+        if not closed:
+            log.info("ack with no open alarm; ignored")
+            return
+        for jti in closed:
+            del self._open[jti]
         if self.buzzer is not None:
             self.buzzer.off()
+        self._update(acknowledged=not self._open)
 
     def locate(self) -> None:
         if self.buzzer is not None:
@@ -75,9 +155,18 @@ class Feedback:
             self.buzzer.blink(on, off, n)
 
     def snapshot(self) -> Dict[str, Any]:
-        return {"phase": self.phase, "alarm_jti": self.alarm_jti}
+        return {"phase": self.phase, "alarm_jti": self.alarm_jti, "open_alarms": len(self._open)}
+
+    def _update(self, *, acknowledged: bool = False) -> None:
+        if self._open:
+            phase = "sent" if all(sent for _, sent in self._open.values()) else "pending"
+        else:
+            phase = "acknowledged" if acknowledged else self.phase
+        if phase != self.phase:
+            self._set(phase)
 
     def _set(self, phase: str) -> None:
+        log.info("local feedback: %s", phase)
         self.phase = phase
         if self.led is None:
             return

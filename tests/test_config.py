@@ -303,3 +303,35 @@ def test_validate_cli_ok_and_errors(tmp_path: Path) -> None:
     ]
     missing = run_cli("validate", "--config", str(tmp_path / "none.yaml"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_output_patterns_default_and_configured() -> None:
+    from agent.feedback import Patterns
+
+    assert ok(BASE).outputs.patterns == Patterns()
+    c = ok(BASE + "outputs:\n  led: {pin: 6}\n  patterns:\n    pending: [0.05, 0.2]\n"
+                  "    chirp: [0.1, 0.1, 5]\n")
+    assert c.outputs.patterns.pending == (0.05, 0.2)
+    assert c.outputs.patterns.chirp == (0.1, 0.1, 5)
+    assert c.outputs.patterns.sent == Patterns().sent and c.outputs.patterns.locate == Patterns().locate
+    # patterns alone (no outputs wired) are allowed: they just have nothing to drive
+    assert ok(BASE + "outputs: {patterns: {sent: [1, 1]}}\n").outputs.led is None
+
+
+@pytest.mark.parametrize("value,phrase", [
+    ("pending: [0.1]", "expected [on_s, off_s]"),
+    ("pending: 0.1", "expected [on_s, off_s]"),
+    ("sent: [0.1, 0.1, 3]", "expected [on_s, off_s]"),
+    ("chirp: [0.1, 0.1]", "expected [on_s, off_s, count]"),
+    ("pending: [0, 0.1]", "must be more than 0"),
+    ("sent: [0.1, 61]", "too large"),
+    ("chirp: [0.1, 0.1, 0]", "too small"),
+    ("locate: [0.1, 0.1, 2.5]", "whole number"),
+    ("locate: [0.1, fast, 2]", "expected a number"),
+    ("blink: [0.1, 0.1]", "unknown key 'blink'"),
+])
+def test_bad_output_patterns_are_reported_with_line(value: str, phrase: str) -> None:
+    found = problems(BASE + "outputs:\n  patterns:\n    " + value + "\n")
+    assert len(found) == 1, found
+    assert found[0].line == 9 and found[0].field_path.startswith("outputs.patterns.")
+    assert phrase in found[0].message, found[0].message
