@@ -173,7 +173,7 @@ class Agent:
                             clocks=Clocks(wall_of=lambda at: wall() - (clock() - at),
                                           now_epoch=wall, synced=synced),
                             wake=self.publisher.wake,
-                            max_payload_bytes=getattr(config.mqtt, "max_payload_bytes", None))
+                            max_payload_bytes=config.mqtt.max_payload_bytes)
         # 3. GPIO: outputs and inputs (the edge callbacks only enqueue)
         factory = pin_factory if pin_factory is not None else make_pin_factory(config.gpio.backend)
         outs = config.outputs
