@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-quick lint bench install clean
+.PHONY: demo test test-quick lint bench install tools clean
 
 demo: $(VENV)/.installed
 	$(BIN)/homecare-agent demo
@@ -38,9 +38,13 @@ $(VENV)/.installed-test: $(VENV)/bin/python setup.py pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@ $(VENV)/.installed
 
-# The tests start their own mosquitto (and openssl makes their certificates).
+# The tests start their own mosquitto (and RabbitMQ, node for the interop tests).
 tools:
 	@bash .ci/ensure-tools
+
+# On a Raspberry Pi, as root: the service, its user, /opt venv, /etc config, device key.
+install:
+	bash scripts/install.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache

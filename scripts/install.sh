@@ -31,7 +31,11 @@ install -m 0644 "$src/README.md" "$prefix/README.md"
 
 install -d -m 0750 -o root -g homecare "$etc"
 if [ ! -e "$etc/config.yaml" ]; then
-  install -m 0640 -o root -g homecare "$src/config/example.yaml" "$etc/config.yaml"
+  # the service reads secrets from systemd's credentials, not from /etc directly
+  sed -e 's|key_file: /etc/homecare-agent/device-key.pem|key_file: ${CREDENTIALS_DIRECTORY}/device-key.pem|' \
+      "$src/config/example.yaml" > "$etc/config.yaml.new"
+  install -m 0640 -o root -g homecare "$etc/config.yaml.new" "$etc/config.yaml"
+  rm -f "$etc/config.yaml.new"
   echo "wrote $etc/config.yaml from the example: edit it, then: homecare-agent validate --config $etc/config.yaml"
 fi
 if [ ! -e "$etc/device-key.pem" ]; then
@@ -39,6 +43,7 @@ if [ ! -e "$etc/device-key.pem" ]; then
 fi
 [ -e "$etc/mqtt-password" ] || { install -m 0600 /dev/null "$etc/mqtt-password"; \
   echo "put the broker password into $etc/mqtt-password (one line, mode 0600)"; }
+[ -e "$etc/cloud-public.pem" ] || echo "put the care centre's command key into $etc/cloud-public.pem (mode 0640, group homecare)"
 
 install -m 0644 "$src/systemd/homecare-agent.service" /etc/systemd/system/homecare-agent.service
 systemctl daemon-reload
