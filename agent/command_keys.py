@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, rsa, x2551
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.command_policy import ALGORITHMS
+from agent.secretfiles import read_secret_file
 from agent.errors import ConfigError, SecretFileError
 
 MIN_SECRET_BYTES = 32
@@ -169,36 +170,4 @@ def _load_hs256_secret(path: Path) -> bytes:
 
 def _read_secret_file(path: Path) -> bytes:
     """Read a secret file, refusing symlinks, other owners and group/world access (SPEC §4)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        if os.path.islink(path):
-            raise SecretFileError(f"{_FIELD}: {path} is a symlink; secret files must be regular files",
-                                  hint=f"replace it with the file itself (cp --remove-destination "
-                                       f"\"$(readlink -f {path})\" {path})") from None
-        raise ConfigError(f"{_FIELD}: cannot read {path}: {exc.strerror or exc}",
-                          hint="check the path and that the agent's user may read it") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise SecretFileError(f"{_FIELD}: {path} is not a regular file",
-                                  hint="point commands.key_file at the file holding the secret")
-        if info.st_uid != os.geteuid():
-            raise SecretFileError(f"{_FIELD}: {path} is owned by uid {info.st_uid}, not by the "
-                                  f"agent's user (uid {os.geteuid()})",
-                                  hint=f"run: chown {os.geteuid()} {path}")
-        if info.st_mode & 0o077:
-            raise SecretFileError(f"{_FIELD}: {path} is readable by others "
-                                  f"(mode {stat.S_IMODE(info.st_mode):o})",
-                                  hint=f"run: chmod 600 {path}")
-        chunks = []
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            if sum(map(len, chunks)) > _MAX_KEY_FILE_BYTES:
-                break
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+    return read_secret_file(path, what=_FIELD)

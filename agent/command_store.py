@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import Optional, Union
 
+from agent.durable import write_durably
 from agent.command_policy import RETENTION_S, SeenCommands
 
 FILENAME = "seen-commands.json"
@@ -62,20 +63,5 @@ class CommandStore:
         """Atomically replace the file with ``seen``; durable when this returns."""
         body = json.dumps({"version": FORMAT_VERSION, "seen": seen.to_records()},
                           separators=(",", ":")).encode("utf-8")
-        directory = self.path.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{FILENAME}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
-        try:
-            view = memoryview(body)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_durably(self.path, body)

@@ -47,6 +47,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
+from agent.durable import write_durably
 from agent.errors import AgentError
 
 log = logging.getLogger(__name__)
@@ -82,28 +83,6 @@ def _decode(raw: bytes) -> Tuple[int, int]:
     if mark < 1 or body["check"] != _check(boot, mark):
         raise ValueError("check value does not match (damaged file)")
     return boot, mark
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(str(directory), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durably(path: Path, content: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(str(tmp), str(path))
-    _fsync_dir(path.parent)
 
 
 class Counters:
@@ -226,8 +205,8 @@ class Counters:
         new_limit = self._next + self._block
         content = _encode(self._boot, new_limit)
         try:
-            _write_durably(self.path, content)
-            _write_durably(self.backup_path, content)
+            write_durably(self.path, content)
+            write_durably(self.backup_path, content)
         except OSError as exc:
             raise CountersError(f"cannot save the event counters in {self.state_dir}: "
                                 f"{exc.strerror or exc}; check free space and permissions") from None
@@ -246,5 +225,5 @@ def write_counters(state_dir: Union[str, "os.PathLike[str]"], *, boot: int,
     if seq_mark < 1 or boot < 0:
         raise ValueError("seq_mark must be >= 1 and boot >= 0")
     content = _encode(boot, seq_mark)
-    _write_durably(directory / FILE_NAME, content)
-    _write_durably(directory / BACKUP_NAME, content)
+    write_durably(directory / FILE_NAME, content)
+    write_durably(directory / BACKUP_NAME, content)

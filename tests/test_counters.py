@@ -36,13 +36,13 @@ def test_first_start_then_restart_skips_the_rest_of_the_block(tmp_path: Path) ->
 
 def test_one_disk_write_per_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     writes: List[Tuple[str, int]] = []
-    real = counters_mod._write_durably
+    real = counters_mod.write_durably
 
     def spy(path: Path, content: bytes) -> None:
         writes.append((path.name, json.loads(content)["seq_mark"]))
         real(path, content)
 
-    monkeypatch.setattr(counters_mod, "_write_durably", spy)
+    monkeypatch.setattr(counters_mod, "write_durably", spy)
     with Counters(tmp_path, block=100) as c:
         assert writes == [(FILE_NAME, 101), (BACKUP_NAME, 101)]   # persisted before any seq
         take(c, 100)
