@@ -1,0 +1,121 @@
+"""AgentLoop on a plain-number clock: one turn at a time, no threads, no sleeps."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Iterator, List
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.counters import Counters
+from agent.loop import AgentLoop, Stop
+from agent.outbox import Outbox
+from agent.pipeline import Clocks, Recorder
+from agent.signing import Signer
+from drivers.door import DoorContact
+from drivers.sos import SosButton
+
+
+class Pin:
+    """A pin level the test sets; what EdgeInput.read() would return."""
+
+    def __init__(self, level: bool = False) -> None:
+        self.level = level
+
+    def read(self) -> bool:
+        return self.level
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Dict[str, object]]:
+    clock = Clock()
+    outbox = Outbox.open(tmp_path / "outbox.sqlite3")
+    counters = Counters(tmp_path / "state")
+    recorder = Recorder(device_id="gw-1", topic_prefix="homecare/gw-1",
+                        signer=Signer("EdDSA", Ed25519PrivateKey.generate()), counters=counters,
+                        outbox=outbox, clocks=Clocks(wall_of=lambda at: 1.8e9 + at,
+                                                     now_epoch=lambda: 1.8e9 + clock.now,
+                                                     synced=lambda: False))
+    pins = {"sos": Pin(), "door": Pin()}
+    loop = AgentLoop(machines={"sos": SosButton("sos"), "door": DoorContact("door")}, pins=pins,
+                     recorder=recorder, clock=clock, wall=lambda: 1.8e9 + clock.now,
+                     synced=lambda: False, heartbeat_s=300, status=lambda: {"connected": False})
+    yield {"loop": loop, "clock": clock, "pins": pins, "outbox": outbox}
+    outbox.close()
+    counters.close()
+
+
+def types(outbox: Outbox) -> List[str]:
+    return [r.type for r in sorted(outbox.next_batch(1000), key=lambda r: r.seq)]
+
+
+def test_start_reports_the_agent_then_each_sensor_once_its_window_closed(rig) -> None:  # type: ignore[no-untyped-def]
+    loop, clock, outbox = rig["loop"], rig["clock"], rig["outbox"]
+    loop.start()
+    assert types(outbox) == ["agent.started"]
+    assert loop.next_deadline() == pytest.approx(100.03)        # SOS's 30 ms window
+    clock.now = 101.0
+    loop.turn([])
+    assert types(outbox) == ["agent.started", "sos.released", "door.closed"]
+
+
+def test_an_edge_goes_to_its_sensor_and_is_recorded_when_debounced(rig) -> None:  # type: ignore[no-untyped-def]
+    loop, clock, outbox = rig["loop"], rig["clock"], rig["outbox"]
+    loop.start()
+    clock.now = 102.0
+    loop.turn([("edge", ("sos", True, 101.5))])                  # stamped by the callback
+    assert types(outbox)[-1] == "sos.pressed"
+    pressed = outbox.next_batch(1)[0]
+    assert pressed.critical and pressed.sensor == "sos"
+
+
+def test_a_lost_edge_is_repaired_by_the_periodic_re_read(rig) -> None:  # type: ignore[no-untyped-def]
+    loop, clock, pins, outbox = rig["loop"], rig["clock"], rig["pins"], rig["outbox"]
+    loop.start()
+    clock.now = 101.0
+    loop.turn([])
+    pins["door"].level = True                                     # opened, but no callback came
+    clock.now = 102.5                                             # past the 2 s re-read
+    loop.turn([])
+    assert loop.repaired_edges == 1
+    clock.now = 103.1                                             # + the 500 ms open window
+    loop.turn([])
+    assert types(outbox)[-1] == "door.opened"
+
+
+def test_heartbeats_do_not_pile_up_while_offline(rig) -> None:  # type: ignore[no-untyped-def]
+    loop, clock, outbox = rig["loop"], rig["clock"], rig["outbox"]
+    loop.start()
+    for k in range(1, 4):
+        clock.now = 100.0 + 300 * k
+        loop.turn([])
+    assert types(outbox).count("agent.heartbeat") == 1            # only the latest is kept
+    beat = [r for r in outbox.next_batch(1000) if r.type == "agent.heartbeat"][0]
+    import jwt
+    data = jwt.decode(beat.payload, options={"verify_signature": False})["data"]
+    assert data["uptime_s"] == 900.0 and data["connected"] is False
+
+
+def test_stop_ends_the_turn_and_edges_after_it_are_ignored(rig) -> None:  # type: ignore[no-untyped-def]
+    loop, clock, outbox = rig["loop"], rig["clock"], rig["outbox"]
+    loop.start()
+    assert loop.turn([("stop", Stop(reload=True))]) == Stop(reload=True)
+    loop.accepting_edges = False
+    clock.now = 105.0
+    loop.turn([("edge", ("sos", True, 104.0))])
+    assert "sos.pressed" not in types(outbox)
+
+
+def test_run_returns_on_request_stop_without_waiting_for_deadlines(rig) -> None:  # type: ignore[no-untyped-def]
+    loop = rig["loop"]
+    loop.start()
+    loop.request_stop()
+    assert loop.run() == Stop(reload=False)
