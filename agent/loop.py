@@ -23,7 +23,8 @@ from __future__ import annotations
 import logging
 import queue
 from dataclasses import dataclass
-from typing import (Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple)
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple,
+                    TypeVar)
 
 from agent import __version__
 from agent.pipeline import AgentEvent, Recognised, Recorder
@@ -33,6 +34,10 @@ log = logging.getLogger("agent.loop")
 
 #: how often every pin is read back, to repair an edge the backend lost
 PIN_REREAD_S = 2.0
+#: how soon a batch the outbox refused is tried again
+STORE_RETRY_S = 1.0
+
+T = TypeVar("T")
 
 
 class StateMachine(Protocol):
@@ -98,7 +103,7 @@ class AgentLoop:
                  started_data: Optional[Dict[str, Any]] = None,
                  reread_s: float = PIN_REREAD_S) -> None:
         self.machines = dict(machines)
-        self.pins = dict(pins)
+        self.pins = pins      # kept, not copied: the daemon claims the pins after the loop exists
         self.recorder = recorder
         self.clock, self.wall, self.synced = clock, wall, synced
         self.heartbeat_s = heartbeat_s
@@ -111,6 +116,8 @@ class AgentLoop:
         self.inbox: "queue.SimpleQueue[Message]" = queue.SimpleQueue()
         self.accepting_edges = True
         self.repaired_edges = 0
+        self._unstored: List[Recognised] = []     # a batch the outbox refused, to retry
+        self._retry_at: Optional[float] = None
         self._started_at = 0.0
         self._next_heartbeat = 0.0
         self._next_reread = 0.0
@@ -167,15 +174,25 @@ class AgentLoop:
                     messages.append(self.inbox.get_nowait())
                 except queue.Empty:
                     break
-            stop = self.turn(messages)
+            try:
+                stop = self.turn(messages)
+            except Exception:  # a bug in a turn must not end the loop (the watchdog would)
+                log.exception("loop turn failed; carrying on")
+                continue
             if stop is not None:
                 return stop
 
     def turn(self, messages: Sequence[Message]) -> Optional[Stop]:
-        """One turn of the loop: handle ``messages``, then whatever is due at ``now``."""
+        """One turn of the loop: handle ``messages``, then whatever is due at ``now``.
+
+        Sensor events are recorded first, on their own: they are the alarms. Every other
+        step runs guarded, so a failure in one (a command, a buzzer, the status file) is
+        logged and never costs a sensor event. A batch the outbox could not take (disk
+        full, I/O error) is kept and tried again a second later.
+        """
         now = self.clock()
         sensor_events: List[SensorEvent] = []
-        recognised: List[Recognised] = []
+        commands: List[bytes] = []
         delivered: List[int] = []
         calls: List[Callable[[], None]] = []
         stop: Optional[Stop] = None
@@ -183,35 +200,47 @@ class AgentLoop:
             if kind == "edge":
                 name, level, at = body
                 if self.accepting_edges and name in self.machines:
-                    sensor_events += self.machines[name].edge(level, min(at, now))
+                    sensor_events += self._safely(f"sensor {name}", self.machines[name].edge,
+                                                  level, min(at, now)) or []
             elif kind == "command" and self.commands is not None:
-                recognised += self.commands.handle(body, now)
+                commands.append(body)
             elif kind == "delivered":
                 delivered += body
             elif kind == "call":
                 calls.append(body)
             elif kind == "stop":
                 stop = body
-        for machine in self.machines.values():
-            sensor_events += machine.advance(now)
+        for name, machine in self.machines.items():
+            sensor_events += self._safely(f"sensor {name}", machine.advance, now) or []
         if now >= self._next_reread:
-            sensor_events += self._reread_pins(now)
-        recognised = list(self._with_care(sensor_events, now)) + recognised
+            sensor_events += self._safely("pin re-read", self._reread_pins, now) or []
+        self._record(self._with_care(sensor_events, now), now)
+        others: List[Recognised] = []
         if self.commands is not None:
-            recognised += self.commands.advance(now)
+            for payload in commands:
+                others += self._safely("command", self.commands.handle, payload, now) or []
+            others += self._safely("command timers", self.commands.advance, now) or []
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.heartbeat_s
-            self.recorder.supersede("agent", "agent.heartbeat")
-            recognised.append(AgentEvent("agent.heartbeat", now, self._heartbeat_data(now)))
-        self._record(recognised)
-        self.recorder.report_evictions(now)
+            self._safely("heartbeat", self.recorder.supersede, "agent", "agent.heartbeat")
+            others.append(AgentEvent("agent.heartbeat", now, self._safely(
+                "heartbeat", self._heartbeat_data, now) or {}))
+        self._record(others, now)
+        self._safely("eviction report", self.recorder.report_evictions, now)
         if delivered and self.feedback is not None:
-            self.feedback.delivered(delivered)
+            self._safely("feedback", self.feedback.delivered, delivered)
         if self.on_turn is not None:
-            self.on_turn(now)
+            self._safely("status", self.on_turn, now)
         for fn in calls:
-            fn()
+            self._safely("call", fn)
         return stop
+
+    def _safely(self, what: str, fn: Callable[..., T], *args: Any) -> Optional[T]:
+        try:
+            return fn(*args)
+        except Exception:  # one failing step must not stop the loop or lose sensor events
+            log.exception("%s failed; carrying on", what)
+            return None
 
     # --- pieces of a turn ---------------------------------------------------------------------
     def _with_care(self, sensor_events: Sequence[SensorEvent], now: float) -> List[Recognised]:
@@ -221,9 +250,10 @@ class AgentLoop:
         for event in sorted(sensor_events, key=lambda e: e.at):
             out.append(event)
             if care is not None:
-                out += care.observe(event, event.at, wall - (now - event.at), synced)
+                out += self._safely("care rules", care.observe, event, event.at,
+                                    wall - (now - event.at), synced) or []
         if care is not None:
-            out += care.advance(now, wall, synced)
+            out += self._safely("care rules", care.advance, now, wall, synced) or []
         return out
 
     def _reread_pins(self, now: float) -> List[SensorEvent]:
@@ -240,12 +270,27 @@ class AgentLoop:
                 events += machine.edge(level, now)
         return events
 
-    def _record(self, recognised: Sequence[Recognised]) -> None:
-        if not recognised:
+    def _record(self, recognised: Sequence[Recognised], now: Optional[float] = None) -> None:
+        """Sign and store; if the outbox fails, keep the batch for the next try."""
+        batch = self._unstored + list(recognised)
+        if not batch:
             return
-        events = self.recorder.record(sorted(recognised, key=lambda e: e.at))
+        when = self.clock() if now is None else now
+        if self._retry_at is not None and when < self._retry_at:
+            self._unstored = batch          # the outbox failed a moment ago: wait for the retry
+            return
+        try:
+            events = self.recorder.record(sorted(batch, key=lambda e: e.at))
+        except Exception:
+            self._unstored = batch
+            self._retry_at = when + STORE_RETRY_S
+            log.exception("could not store %d events; keeping them in memory and trying "
+                          "again in %g s", len(batch), STORE_RETRY_S)
+            return
+        self._unstored = []
+        self._retry_at = None
         if self.feedback is not None:
-            self.feedback.recorded(events, self.recorder.last_row_ids)
+            self._safely("feedback", self.feedback.recorded, events, self.recorder.last_row_ids)
 
     def _heartbeat_data(self, now: float) -> Dict[str, Any]:
         status = self.status()
@@ -268,6 +313,8 @@ class AgentLoop:
             d = hook.next_deadline() if hook is not None else None
             if d is not None:
                 deadlines.append(d)
+        if self._retry_at is not None:
+            deadlines.append(self._retry_at)
         report = self.recorder.next_eviction_report()
         if report is not None:
             deadlines.append(report)

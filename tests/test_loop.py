@@ -119,3 +119,52 @@ def test_run_returns_on_request_stop_without_waiting_for_deadlines(rig) -> None:
     loop.start()
     loop.request_stop()
     assert loop.run() == Stop(reload=False)
+
+
+class FailingOnce:
+    """Wraps the outbox's put: the first call fails as a full disk would."""
+
+    def __init__(self, put):  # type: ignore[no-untyped-def]
+        self.put, self.failed = put, 0
+
+    def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not self.failed:
+            self.failed += 1
+            raise OSError(28, "No space left on device")
+        return self.put(*args, **kwargs)
+
+
+def test_a_batch_the_outbox_refuses_is_kept_and_stored_on_the_next_try(rig) -> None:  # type: ignore[no-untyped-def]
+    loop, clock, outbox = rig["loop"], rig["clock"], rig["outbox"]
+    loop.start()
+    clock.now = 101.0
+    loop.turn([])
+    outbox.put = FailingOnce(outbox.put)
+    clock.now = 102.0
+    loop.turn([("edge", ("sos", True, 101.5))])
+    assert "sos.pressed" not in types(outbox)                    # the disk said no...
+    assert loop.next_deadline() <= 103.0                          # ...so a retry is due
+    clock.now = 103.0
+    loop.turn([])
+    assert types(outbox).count("sos.pressed") == 1               # ...and it is not lost
+
+
+def test_a_failing_command_or_output_never_costs_a_sensor_event(rig) -> None:  # type: ignore[no-untyped-def]
+    loop, clock, outbox = rig["loop"], rig["clock"], rig["outbox"]
+
+    class Broken:
+        def handle(self, payload: bytes, now: float) -> list:  # type: ignore[type-arg]
+            raise RuntimeError("bug in the command path")
+
+        def advance(self, now: float) -> list:  # type: ignore[type-arg]
+            return []
+
+        def next_deadline(self) -> None:
+            return None
+
+    loop.commands = Broken()
+    loop.on_turn = lambda now: (_ for _ in ()).throw(OSError("status file"))
+    loop.start()
+    clock.now = 102.0
+    loop.turn([("command", b"x"), ("edge", ("sos", True, 101.5))])
+    assert types(outbox)[-1] == "sos.pressed"
