@@ -12,6 +12,7 @@ flush for a few seconds, close the outbox cleanly.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -37,6 +38,8 @@ from agent.outbox_policy import OutboxLimits
 from agent.pipeline import AgentEvent, Clocks, OutboxSource, Recorder
 from agent.publisher import LinkSettings, Publisher, TlsSettings
 from agent.sdnotify import Notifier
+from agent.errors import ConfigError, SecretFileError
+from agent.logs import register_secret
 from agent.secretfiles import check_secret_file, read_secret_file
 from agent.signing import Signer
 from drivers.debounce import FlappingPolicy
@@ -73,15 +76,21 @@ def care_rules(config: Config) -> Optional[CareRules]:
     from zoneinfo import ZoneInfo
     from datetime import datetime
 
-    tz = ZoneInfo(config.device.timezone) if config.device.timezone else \
-        datetime.now().astimezone().tzinfo
+    if config.device.timezone:
+        tz: Any = ZoneInfo(config.device.timezone)
+    else:  # the system's zone, with its DST rules (not just today's offset)
+        try:
+            with open("/etc/localtime", "rb") as f:
+                tz = ZoneInfo.from_file(f, key="localtime")
+        except (OSError, ValueError):
+            tz = datetime.now().astimezone().tzinfo
     settings = CareSettings(
         night_door=NightDoorSettings(enabled=care.night_door.enabled,
                                      from_=care.night_door.from_, to=care.night_door.to),
         inactivity=InactivitySettings(enabled=care.inactivity.enabled,
                                       hours=care.inactivity.hours,
                                       from_=care.inactivity.from_, to=care.inactivity.to))
-    return CareRules(settings, tz)  # type: ignore[arg-type]
+    return CareRules(settings, tz)
 
 
 def config_digest(config: Config) -> str:
@@ -103,6 +112,7 @@ class Agent:
         self.inputs: Dict[str, EdgeInput] = {}
         self.feedback: Feedback
         self.commands: Optional[CommandHandler] = None
+        self.commands_disabled_because: Optional[str] = None
         self.notifier: Notifier
         self._clock: Callable[[], float] = time.monotonic
         self._wall: Callable[[], float] = time.time
@@ -127,20 +137,30 @@ class Agent:
         if config.mqtt.password_file is not None:
             password = read_secret_file(config.mqtt.password_file,
                                         what="mqtt.password_file").decode("utf-8").strip()
+            register_secret(password)       # a second guard: masked if it ever reached a log
         if config.mqtt.tls is not None and config.mqtt.tls.key_file is not None:
             check_secret_file(config.mqtt.tls.key_file, what="mqtt.tls.key_file")
+        if signer.algorithm == "HS256":
+            register_secret(signer.key_material().decode("utf-8", "replace"))
         policy = None
+        self.commands_disabled_because = None
         if config.commands.enabled:
-            from cryptography.hazmat.primitives import serialization
-
-            public = signer.public_key
-            material = None if public is None else public.public_bytes(
-                serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-            verifier = load_command_verifier(config.commands.algorithm, config.commands.key_file,
-                                             device_key_material=material)
-            store = CommandStore(config.state_dir)
-            policy = (CommandPolicy(device_id=config.device.id, algorithm=config.commands.algorithm,
-                                    verify_signature=verifier, seen=store.load()), store)
+            try:
+                verifier = load_command_verifier(config.commands.algorithm,
+                                                 config.commands.key_file,
+                                                 device_key_material=signer.key_material())
+            except SecretFileError:
+                raise               # SPEC §4: a secret others can read is refused at start
+            except ConfigError as exc:
+                # An alarm gateway must not stay down for want of the *command* key: run
+                # without commands, say so loudly, and report it in agent.started.
+                log.error("commands disabled: %s", exc)
+                self.commands_disabled_because = exc.message
+            else:
+                store = CommandStore(config.state_dir)
+                policy = (CommandPolicy(device_id=config.device.id,
+                                        algorithm=config.commands.algorithm,
+                                        verify_signature=verifier, seen=store.load()), store)
         care = care_rules(config)
         # 2. state on disk
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -165,7 +185,10 @@ class Agent:
                     policy: Any, care: Optional[CareRules], pin_factory: Any,
                     synced: Callable[[], bool]) -> None:
         clock, wall = self._clock, self._wall
-        self.publisher = Publisher(link_settings(config, password), OutboxSource(self.outbox),
+        link = link_settings(config, password)
+        if policy is None:
+            link = dataclasses.replace(link, subscribe_commands=False)
+        self.publisher = Publisher(link, OutboxSource(self.outbox),
                                    on_delivered=lambda ids: self.loop.submit_delivered(ids),
                                    on_command=lambda payload: self.loop.submit_command(payload))
         recorder = Recorder(device_id=config.device.id, topic_prefix=config.mqtt.topic_prefix,
@@ -188,19 +211,23 @@ class Agent:
                 sensor.flapping.max_edges, sensor.flapping.window_s, sensor.flapping.quiet_s)
             machines[sensor.name] = _MACHINES[sensor.kind](sensor.name, flapping=flapping,
                                                            **sensor.timing())
-            self.inputs[sensor.name] = EdgeInput(
-                sensor.name, sensor.pin, pull=sensor.pull, active=sensor.active,
-                sink=lambda edge: self.loop.submit_edge(edge), clock=clock, pin_factory=factory)
         if policy is not None:
             self.commands = CommandHandler(policy[0], policy[1], _Actions(self), wall=wall)
+        started = {"boot": self.counters.boot, "config_digest": config_digest(config),
+                   "device": config.device.id}
+        if self.commands_disabled_because is not None:
+            started["commands"] = f"disabled: {self.commands_disabled_because}"
+        # the loop exists before any pin is claimed, so no early edge has nowhere to go
         self.loop = AgentLoop(
             machines=machines, pins=self.inputs, recorder=recorder, clock=clock, wall=wall,
             synced=synced, heartbeat_s=config.heartbeat_s, status=self.status_summary,
             care=care, commands=self.commands, feedback=self.feedback,
             watchdog=self.notifier, watchdog_s=self.notifier.watchdog_interval_s,
-            on_turn=self._write_status,
-            started_data={"boot": self.counters.boot, "config_digest": config_digest(config),
-                          "device": config.device.id})
+            on_turn=self._write_status, started_data=started)
+        for sensor in config.sensors:
+            self.inputs[sensor.name] = EdgeInput(
+                sensor.name, sensor.pin, pull=sensor.pull, active=sensor.active,
+                sink=self.loop.submit_edge, clock=clock, pin_factory=factory)
 
     # --- running ------------------------------------------------------------------------------
     def start(self) -> None:

@@ -8,8 +8,9 @@ API (``loop_read`` / ``loop_write`` / ``loop_misc`` around our own ``select``), 
 run in our thread, and there is no ``loop_stop()`` to hang while messages are
 unacknowledged. Callbacks only note what happened; the loop acts on it afterwards.
 
-Each connection gets a fresh client (clean session). Rows come from the outbox in its
-order (critical first, then ``seq``) into a bounded in-flight window
+Each connection gets a fresh client; the broker keeps our session (so commands sent
+while we were offline are queued for us), but publishes are tracked by us alone. Rows
+come from the outbox in its order (critical first, then ``seq``) into a bounded in-flight window
 (:class:`agent.delivery.DeliveryWindow`); a PUBACK with a success reason code deletes
 the row from the outbox; anything unacknowledged when a connection ends is simply sent
 again on the next one, because it is still in the outbox. ``wait_for_publish`` is never
@@ -43,6 +44,8 @@ from typing import (AbstractSet, Any, Callable, List, Optional, Protocol, Sequen
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from tenacity import (RetryError, Retrying, retry_if_exception_type,
                       wait_random_exponential)
 
@@ -52,6 +55,13 @@ from agent.delivery import DeliveryWindow, WindowSettings
 log = logging.getLogger("agent.publisher")
 
 _PROTOCOLS = {"3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
+
+#: MQTT 5 session expiry: the broker keeps our subscription (and queues commands sent
+#: while we are offline) this long; a command lives at most 10 minutes (SPEC §7).
+COMMAND_SESSION_S = 600
+#: the largest packet we accept (MQTT 5): bounds memory on a Pi Zero. Commands over
+#: 4096 bytes still arrive up to this size, so they are reported as too_large.
+MAX_INCOMING_PACKET = 65536
 
 
 class RowLike(Protocol):
@@ -104,7 +114,7 @@ class LinkSettings:
     password: Optional[str] = field(default=None, repr=False)
     subscribe_commands: bool = True
     window: WindowSettings = WindowSettings()
-    connect_timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
     backoff_base_s: float = 0.5
     backoff_max_s: float = 60.0
     #: a connection that lasted this long resets the back-off
@@ -221,7 +231,9 @@ class Publisher:
         self._stopping.set()
         self.wake()
         if self._thread is not None:
-            self._thread.join(flush_timeout_s + self.settings.connect_timeout_s + 5.0)
+            # a connect() in progress cannot be interrupted; do not wait for it for long
+            # (the thread is a daemon thread and nothing it holds needs closing)
+            self._thread.join(flush_timeout_s + 2.0)
             if not self._thread.is_alive() and self._wake_r >= 0:
                 os.close(self._wake_r)
                 os.close(self._wake_w)
@@ -258,6 +270,8 @@ class Publisher:
 
     def _one_connection(self) -> None:
         """Connect, deliver until the link ends. Raises LinkDown unless it was healthy."""
+        if self._stopping.is_set():
+            return  # tenacity tries once more after a cut-short back-off; not while stopping
         conn = _Connection()
         client = self._new_client(conn)
         started: Optional[float] = None
@@ -279,8 +293,9 @@ class Publisher:
         protocol = _PROTOCOLS[s.protocol]
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
                              protocol=protocol,
-                             # 3.1.1 takes clean_session here; MQTT 5 takes clean_start in connect()
-                             clean_session=True if protocol == mqtt.MQTTv311 else None)
+                             # a kept session: commands sent while we were away are queued
+                             # by the broker (3.1.1 here; MQTT 5 in connect())
+                             clean_session=False if protocol == mqtt.MQTTv311 else None)
         # our window is the limit; paho's own must never hold a publish back
         client.max_inflight_messages_set(s.window.max_inflight + 2)
         client.max_queued_messages_set(0)
@@ -300,7 +315,10 @@ class Publisher:
         s = self.settings
         try:
             if s.protocol == "5":
-                client.connect(s.host, s.port, s.keepalive_s, clean_start=True)
+                props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+                props.SessionExpiryInterval = COMMAND_SESSION_S
+                props.MaximumPacketSize = MAX_INCOMING_PACKET
+                client.connect(s.host, s.port, s.keepalive_s, clean_start=False, properties=props)
             else:
                 client.connect(s.host, s.port, s.keepalive_s)
         except (OSError, ssl.SSLError, ValueError) as exc:  # ssl.CertificateError is a ValueError

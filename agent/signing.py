@@ -234,6 +234,14 @@ class Signer:
         """Load the key file (refused if group/world readable, a symlink, or not ours)."""
         return cls(algorithm, load_signing_key(path, algorithm), kid=kid)
 
+    def key_material(self) -> bytes:
+        """The raw public key (EdDSA) or the secret (HS256): to refuse a command key
+        that is the device's own."""
+        if isinstance(self._key, Ed25519PrivateKey):
+            return self._key.public_key().public_bytes(serialization.Encoding.Raw,
+                                                       serialization.PublicFormat.Raw)
+        return self._key
+
     @property
     def public_key(self) -> Optional[Ed25519PublicKey]:
         return self._key.public_key() if isinstance(self._key, Ed25519PrivateKey) else None

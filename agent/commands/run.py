@@ -2,16 +2,16 @@
 
 SIGTERM (and Ctrl-C): stop taking edges, flush for a few seconds, close the outbox,
 exit 0. SIGHUP: read the config again; if it is valid, rebuild the agent with it, else
-log every problem and keep running with the old one.
+log every problem and keep running with the old one. The signal handlers only leave a
+note and wake the loop; all the work happens here, outside them.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import signal
-import sys
 from types import FrameType
-from typing import Dict, Optional
+from typing import Any, Optional
 
 from agent.config import Config, load_config
 from agent.errors import ConfigError
@@ -27,46 +27,61 @@ def main(args: argparse.Namespace) -> int:
     return serve(config, args.config)
 
 
+class _Signals:
+    """What the signal handlers asked for; they never do more than note it and wake."""
+
+    def __init__(self) -> None:
+        self.terminate = False
+        self.agent: Any = None
+
+    def on_term(self, signum: int, frame: Optional[FrameType]) -> None:
+        self.terminate = True
+        if self.agent is not None:
+            self.agent.loop.request_stop()
+
+    def on_hup(self, signum: int, frame: Optional[FrameType]) -> None:
+        if self.agent is not None:
+            self.agent.loop.request_stop(reload=True)
+
+
 def serve(config: Config, path: str, *, pin_factory: object = None) -> int:
+    from agent import __version__
     from agent.daemon import Agent
 
+    signals = _Signals()
+    signal.signal(signal.SIGTERM, signals.on_term)
+    signal.signal(signal.SIGINT, signals.on_term)
+    signal.signal(signal.SIGHUP, signals.on_hup)
     while True:
         agent = Agent.build(config, pin_factory=pin_factory)
-        pending: Dict[str, Config] = {}
-
-        def on_term(signum: int, frame: Optional[FrameType]) -> None:
-            agent.loop.request_stop()
-
-        def on_hup(signum: int, frame: Optional[FrameType]) -> None:
-            try:
-                pending["config"] = load_config(path)
-            except ConfigError as exc:
-                log.error("config reload refused, keeping the running config:\n%s", exc)
-                return
-            agent.loop.request_stop(reload=True)
-
-        signal.signal(signal.SIGTERM, on_term)
-        signal.signal(signal.SIGINT, on_term)
-        signal.signal(signal.SIGHUP, on_hup)
+        signals.agent = agent
+        new_config: Optional[Config] = None
         try:
-            log.info("homecare-agent %s running: device %s, %d sensors, broker %s:%d",
-                     _version(), config.device.id, len(config.sensors), config.mqtt.host,
-                     config.mqtt.port)
-            stop = agent.run()
+            if not signals.terminate:      # a SIGTERM during a reload still counts
+                log.info("homecare-agent %s running: device %s, %d sensors, broker %s:%d",
+                         __version__, config.device.id, len(config.sensors), config.mqtt.host,
+                         config.mqtt.port)
+                agent.start()
+                new_config = _run_until_stop(agent, path, signals)
         finally:
+            signals.agent = None
             flushed = agent.close(flush_timeout_s=FLUSH_ON_STOP_S)
-        if stop.reload and "config" in pending:
+        if new_config is not None and not signals.terminate:
             log.info("config reloaded from %s", path)
-            config = pending["config"]
+            config = new_config
             continue
         log.info("stopped%s", "" if flushed else "; undelivered events stay in the outbox")
         return 0
 
 
-def _version() -> str:
-    from agent import __version__
-    return __version__
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main(argparse.Namespace(config=sys.argv[1])))
+def _run_until_stop(agent: Any, path: str, signals: _Signals) -> Optional[Config]:
+    """Run the loop; returns a new config to rebuild with, or None to stop."""
+    while True:
+        stop = agent.loop.run()
+        if not stop.reload or signals.terminate:
+            return None
+        try:
+            return load_config(path)
+        except ConfigError as exc:
+            log.error("config reload refused, keeping the running config:\n%s", exc)
+            # the old agent never stopped working: go back to its loop

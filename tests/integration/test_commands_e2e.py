@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo
 
 from agent.command_policy import REASONS
 from tests.broker import MosquittoBroker
+from tests.faultproxy import FaultProxy
+from tests.helpers import wait_until
 from tests.integration.agent_harness import (BUZZER_PIN, DEVICE_ID, DOOR_PIN, LED_PIN, SOS_PIN,
                                              AgentHarness)
 
@@ -246,3 +248,22 @@ def test_commands_are_handled_after_the_broker_restarts(broker: MosquittoBroker,
         else:
             raise AssertionError("no command was handled after the broker restarted")
         assert answer["data"]["status"]["link"]["reconnects"] >= 1
+
+
+def test_a_command_sent_while_the_gateway_is_offline_arrives_when_it_is_back(
+        broker: MosquittoBroker, fault_proxy: FaultProxy, tmp_path: Path,
+        mock_factory: Any) -> None:
+    """The broker keeps the agent's session, so an `ack` sent during an outage is not lost."""
+    with AgentHarness(broker, tmp_path, mock_factory,
+                      overrides={"mqtt": {"port": fault_proxy.port}}) as h:
+        h.wait_event(type="agent.started")
+        h.sync()
+        fault_proxy.set_mode("refuse")              # the gateway's internet goes away
+        fault_proxy.cut()
+        wait_until(lambda: h.agent is not None and not h.agent.publisher.status.connected,
+                   timeout=10, what="the agent to notice the outage")
+        before = len(h.command_answers())
+        h.send(h.sign("ping"))                       # the care centre pings meanwhile
+        fault_proxy.set_mode("pass")                 # back online
+        h.wait_events(lambda es: len([e for e in es if e["type"] == "command.done"]) > before,
+                      timeout=15, what="the queued ping's answer")
