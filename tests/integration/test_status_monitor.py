@@ -72,7 +72,7 @@ def test_status_after_an_offline_simulate_shows_what_waits_per_lane(tmp_path: Pa
     files = write_agent_files(tmp_path / "agent", port=free_port())   # nobody listens there
     (tmp_path / "t.yaml").write_text(TIMELINE)
     sim = run_cli("simulate", "--config", str(files.config), "--timeline", str(tmp_path / "t.yaml"),
-                  "--speed", "10", "--timeout", "3")
+                  "--speed", "10", "--timeout", "1.5")
     assert sim.returncode == 3, sim.stderr          # still buffered at the timeout
     critical, normal = lanes_in_outbox(files)
     assert critical >= 2 and normal >= 4            # sos.pressed + smoke.cleared; the rest
