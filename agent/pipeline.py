@@ -132,8 +132,10 @@ class Recorder:
         self.recorded_total += len(events)
         for event in events:
             self.last_by_sensor[event.sensor] = event
-            log.info("event %s sensor=%s seq=%d prio=%s ts=%s data=%s", event.type,
-                     event.sensor, event.seq, event.prio, event.ts, _short(event.claims()["data"]))
+            # logged only once committed: a line here is a promise the event is durable
+            log.info("event %s sensor=%s seq=%d prio=%s ts=%s jti=%s data=%s", event.type,
+                     event.sensor, event.seq, event.prio, event.ts, event.jti,
+                     _short(event.claims()["data"]))
         self._wake()
         return events
 

@@ -12,6 +12,7 @@ import argparse
 import queue
 import signal
 import sys
+import threading
 import time
 from types import FrameType
 from typing import Any, Dict, Optional, TextIO
@@ -23,7 +24,15 @@ from drivers.pins import EdgeInput, make_pin_factory
 
 
 def main(args: argparse.Namespace, *, pin_factory: Any = None, out: TextIO = sys.stdout,
-         run_for_s: Optional[float] = None) -> int:
+         run_for_s: Optional[float] = None, stop_event: Optional[threading.Event] = None) -> int:
+    """Show every edge and debounced event until Ctrl-C / SIGTERM.
+
+    For tests and scripts: ``run_for_s`` ends it after that many seconds, ``stop_event``
+    when set (checked at least every 0.1 s); with either, no signal handler is installed
+    (so it may run in a thread). A pin that cannot be claimed is a
+    :class:`~agent.errors.WiringError` naming the sensor and the GPIO, and every pin
+    already claimed is released again.
+    """
     config = load_config(args.config)
     factory = pin_factory if pin_factory is not None else make_pin_factory(config.gpio.backend)
     edges: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
@@ -35,7 +44,7 @@ def main(args: argparse.Namespace, *, pin_factory: Any = None, out: TextIO = sys
         stop["now"] = True
         edges.put(None)
 
-    if run_for_s is None:
+    if run_for_s is None and stop_event is None:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
     try:
@@ -51,10 +60,10 @@ def main(args: argparse.Namespace, *, pin_factory: Any = None, out: TextIO = sys
         for name, pin in inputs.items():
             _show(out, t0, machines[name].start(pin.read(), time.monotonic()), machines, name)
         end = None if run_for_s is None else t0 + run_for_s
-        while not stop["now"]:
+        while not stop["now"] and not (stop_event is not None and stop_event.is_set()):
             now = time.monotonic()
             deadlines = [d for d in (m.next_deadline() for m in machines.values()) if d is not None]
-            wait = min([1.0] + [d - now for d in deadlines])
+            wait = min([1.0 if stop_event is None else 0.1] + [d - now for d in deadlines])
             if end is not None:
                 if now >= end:
                     break

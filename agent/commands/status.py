@@ -3,7 +3,12 @@
 Reads, never writes: the outbox database (read-only) for its depth per lane, the age of
 the oldest event and the evictions so far, and ``status.json``, which the running
 daemon keeps current in its state folder (connection, last event per sensor, sensor
-states). Works whether or not the daemon is running; says how old its information is.
+states). Works whether or not the daemon is running; says whether it is (the pid in
+``status.json`` is alive and is a homecare-agent) and how old its information is.
+
+A state folder the user may not read (``/var/lib/homecare-agent`` is the service
+user's, mode 0700) is an :class:`~agent.errors.OutboxError` (exit 1) saying to run
+``status`` as that user or with sudo, never a traceback.
 """
 from __future__ import annotations
 
@@ -16,21 +21,54 @@ from typing import Any, Dict, Optional
 
 from agent.config import load_config
 from agent.daemon import OUTBOX_FILE, STATUS_FILE
+from agent.errors import OutboxError
+
+
+_UNREADABLE_HINT = ("run `homecare-agent status` as the service's user or with sudo "
+                    "(e.g. `sudo homecare-agent status --config ...`)")
 
 
 def outbox_summary(path: Path) -> Optional[Dict[str, Any]]:
-    if not path.exists():
-        return None
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    """Depth and oldest ``created`` per lane, and eviction totals; None if no outbox yet."""
     try:
-        lanes = {bool(c): (n, oldest) for c, n, oldest in conn.execute(
-            "SELECT critical, count(*), min(created) FROM outbox GROUP BY critical")}
-        found = conn.execute("SELECT value FROM meta WHERE key = 'outbox.evicted_totals'").fetchone()
-        evicted = json.loads(found[0]) if found else {"normal": 0, "critical": 0}
-    finally:
-        conn.close()
+        if not path.exists():
+            return None
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            lanes = {bool(c): (n, oldest) for c, n, oldest in conn.execute(
+                "SELECT critical, count(*), min(created) FROM outbox GROUP BY critical")}
+            found = conn.execute(
+                "SELECT value FROM meta WHERE key = 'outbox.evicted_totals'").fetchone()
+            evicted = json.loads(found[0]) if found else {"normal": 0, "critical": 0}
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error) as exc:
+        raise OutboxError(f"cannot read the outbox {path} ({exc})", hint=_UNREADABLE_HINT) from exc
     return {"critical": lanes.get(True, (0, None)), "normal": lanes.get(False, (0, None)),
             "evicted": evicted}
+
+
+def read_snapshot(path: Path) -> Dict[str, Any]:
+    """What the daemon last wrote to ``status.json``; {} if it never did."""
+    try:
+        if not path.exists():
+            return {}
+        found = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise OutboxError(f"cannot read {path} ({exc})", hint=_UNREADABLE_HINT) from exc
+    return found if isinstance(found, dict) else {}
+
+
+def daemon_running(pid: Any) -> bool:
+    """True if ``pid`` is alive and its command line is a homecare-agent (not a reused pid)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    words = cmdline.split(b"\0")
+    return any(w.endswith(b"homecare-agent") for w in words) or b"agent" in words[1:3]
 
 
 def _age(epoch: Optional[float], now: float) -> str:
@@ -49,26 +87,35 @@ def main(args: argparse.Namespace) -> int:
     now = time.time()
     state = config.state_dir
     print(f"device {config.device.id}   broker {config.mqtt.host}:{config.mqtt.port}   state {state}")
-    snap: Dict[str, Any] = {}
-    status_file = state / STATUS_FILE
-    if status_file.exists():
-        snap = json.loads(status_file.read_text())
+    snap = read_snapshot(state / STATUS_FILE)
     link = snap.get("link")
     if link is None:
-        print("agent:      no status.json yet (has the daemon run with this config?)")
+        print("agent:      has not run with this state folder yet (no status.json): "
+              "no connection or sensor information")
     else:
-        alive = now - float(snap.get("updated", 0))
-        state_word = "connected" if link["connected"] else "NOT connected"
-        print(f"broker:     {state_word} since {_age(link.get('since'), now)} ago; "
+        running = daemon_running(snap.get("pid"))
+        written = _age(snap.get("updated"), now)
+        if running:
+            alive = now - float(snap.get("updated", 0))
+            print(f"agent:      running, pid {snap.get('pid')}, version {snap.get('version')}, "
+                  f"status written {written} ago"
+                  + (" (only rewritten when something changes)" if alive > 5 else ""))
+        else:
+            print(f"agent:      NOT running (pid {snap.get('pid')} has gone); what follows is "
+                  f"as it last wrote it, {written} ago")
+        if link["connected"]:
+            state_word = f"connected for {_age(link.get('since'), now)}"
+        elif link.get("since") is not None:
+            state_word = f"NOT connected, for {_age(link.get('since'), now)}"
+        else:
+            state_word = "NOT connected, never was in that run"
+        print(f"broker:     {state_word}; "
               f"{link['connects']} connects, {link['stalls']} stalls, "
-              f"{link['delivered']} delivered this run"
+              f"{link['delivered']} delivered in that run"
               + (f"; last error: {link['last_error']}" if link.get("last_error") else ""))
-        print(f"agent:      pid {snap.get('pid')}, version {snap.get('version')}, "
-              f"status written {_age(snap.get('updated'), now)} ago"
-              + (" (only rewritten when something changes)" if alive > 5 else ""))
     box = outbox_summary(state / OUTBOX_FILE)
     if box is None:
-        print("outbox:     none yet")
+        print("outbox:     none yet (created at the agent's first start): 0 waiting")
     else:
         for lane in ("critical", "normal"):
             rows, oldest = box[lane]
