@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the device's public key (PEM) or the HS256 secret file")
     p.add_argument("--algorithm", choices=["EdDSA", "HS256"], default=None,
                    help="expected alg (default: EdDSA for a PEM key, HS256 otherwise)")
+    p.add_argument("--kid", default=None, metavar="KID",
+                   help="expected kid (default: the key's RFC 7638 thumbprint; needed for "
+                        "HS256 and for a device with its own signing.kid)")
     p.add_argument("--quiet", action="store_true", help="print nothing for good tokens")
     return parser
 

@@ -76,6 +76,7 @@ class Simulation:
         self.driver = TimelineDriver(entries, wiring, self.clock)
         self._stop = threading.Event()
         self._loop_result: Optional[Stop] = None
+        self._crashed = False
 
     def end_time(self) -> float:
         """Timeline time at which every window the timeline opened has closed."""
@@ -116,7 +117,7 @@ class Simulation:
         recorded = self.agent.loop.recorder.recorded_total
         self.agent.close(flush_timeout_s=1.0 if not empty else 3.0)
         buffered = stats.depth
-        status = 0 if buffered == 0 else EXIT_BUFFERED
+        status = 1 if self._crashed else (0 if buffered == 0 else EXIT_BUFFERED)
         if not over:
             log.warning("the timeout came before the timeline was over")
         return SimulationResult(status, self.driver.applied, recorded, delivered, buffered, over)
@@ -126,6 +127,7 @@ class Simulation:
             self._loop_result = self.agent.run()
         except BaseException:
             log.exception("the agent's loop failed")
+            self._crashed = True
             self._stop.set()
 
     def _wait_for(self, at: float, deadline: float) -> bool:

@@ -45,6 +45,16 @@ fi
   echo "put the broker password into $etc/mqtt-password (one line, mode 0600)"; }
 [ -e "$etc/cloud-public.pem" ] || echo "put the care centre's command key into $etc/cloud-public.pem (mode 0640, group homecare)"
 
+# For the technician's shell: the service gets its secrets as systemd credentials; by
+# hand (as root) the same files are read from /etc/homecare-agent.
+cat > /usr/local/bin/homecare-agent <<'WRAPPER'
+#!/bin/sh
+: "${CREDENTIALS_DIRECTORY:=/etc/homecare-agent}"
+export CREDENTIALS_DIRECTORY
+exec /opt/homecare-agent/venv/bin/homecare-agent "$@"
+WRAPPER
+chmod 0755 /usr/local/bin/homecare-agent
+
 install -m 0644 "$src/systemd/homecare-agent.service" /etc/systemd/system/homecare-agent.service
 systemctl daemon-reload
 systemctl enable homecare-agent.service

@@ -86,3 +86,31 @@ def test_hs256_secret_readable_by_others_is_refused(tmp_path: Path) -> None:
 def test_algorithm_mismatch_with_key_kind_is_exit_2(ed_setup: Tuple[Path, Signer]) -> None:
     result = run_cli("verify", "--key", str(ed_setup[0]), "--algorithm", "HS256", input="x\n")
     assert result.returncode == 2 and "PEM" in result.stderr
+
+
+def test_verify_takes_the_kid_a_device_was_configured_with(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from agent.events import make_event
+    from agent.signing import Signer
+    from tests.helpers import run_cli
+
+    key = Ed25519PrivateKey.generate()
+    (tmp_path / "pub.pem").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+    class Seq:
+        boot = 1
+
+        def next_seq(self) -> int:
+            return 7
+
+    token = Signer("EdDSA", key, kid="gw-0001-2026").sign(make_event(
+        device_id="gw-0001", type="sos.pressed", sensor="sos", critical=True, data={},
+        recognised_at=1.8e9, counters=Seq(), clock_synced=True, now_epoch=1.8e9))
+    without = run_cli("verify", "--key", str(tmp_path / "pub.pem"), input=token + "\n")
+    assert without.returncode == 1 and "kid" in without.stderr
+    ok = run_cli("verify", "--key", str(tmp_path / "pub.pem"), "--kid", "gw-0001-2026",
+                 input=token + "\n")
+    assert ok.returncode == 0, ok.stderr

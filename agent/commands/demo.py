@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.commands.keygen import write_new_secret_file
 from agent.config import Config, load_config
+from agent.errors import ConfigError
 from drivers.timeline import parse_timeline
 
 #: the scenario, in timeline seconds (SPEC.md section 8 format)
@@ -142,6 +143,9 @@ def prepare(folder: Path, broker: str) -> Tuple[Config, Ed25519PrivateKey]:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     config = load_config(demo_config_path(), environ={**os.environ, "HOMECARE_DEMO_DIR": str(folder)})
     host, _, port = broker.rpartition(":")
+    if host not in ("", "localhost") and not host.startswith("127.") and host != "::1":
+        raise ConfigError(f"demo --broker {broker}: the demo talks plaintext MQTT, so only to a "
+                          "broker on this machine", hint="use localhost:PORT")
     mqtt = dataclasses.replace(config.mqtt, host=host or "localhost", port=int(port),
                                ack_timeout_s=5.0)
     return dataclasses.replace(config, mqtt=mqtt), cloud_key

@@ -25,7 +25,7 @@ from agent.signing import TokenError, Verifier
 
 def main(args: argparse.Namespace) -> int:
     verifier = Verifier.from_file(args.key, algorithm=args.algorithm,
-                                  kid=getattr(args, "kid", None))
+                                  kid=args.kid)
     good = bad = 0
     for number, line in enumerate(sys.stdin, start=1):
         words = line.split()
