@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import abc
 import re
-from typing import Any, ClassVar, Dict, List, Mapping, Optional
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
 from .debounce import FlappingDetector, FlappingPolicy, Micros, to_micros, to_seconds
 from .events import SensorEvent, is_critical
@@ -41,6 +41,24 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 
 #: guard against a timer that never moves forward (a bug, not a runtime condition)
 _MAX_TIMERS_PER_CALL = 100_000
+
+
+#: a device's timers, in the order they fire when due at the same instant
+Timers = List[Tuple[Optional[Micros], str]]
+
+
+def earliest(timers: Timers) -> Optional[Micros]:
+    """The earliest pending time in a device's timer table (None: nothing pending)."""
+    due = [d for d, _ in timers if d is not None]
+    return min(due) if due else None
+
+
+def due_at(name: str, timers: Timers, t: Micros) -> str:
+    """Which timer of the table is due at ``t`` (the first one, when several are)."""
+    for due, which in timers:
+        if due == t:
+            return which
+    raise RuntimeError(f"{name}: no timer due at {t}")  # SensorCore fires only at _deadline()
 
 
 class SensorCore(abc.ABC):

@@ -24,7 +24,7 @@ from collections import deque
 from typing import Deque, Dict, List, Optional, Tuple
 
 from .debounce import FlappingPolicy, Micros, check_window_ms, check_window_s
-from .sensor import SensorCore
+from .sensor import SensorCore, due_at, earliest
 
 # phases
 UNKNOWN, CLEAR, ALARM = "unknown", "clear", "alarm"
@@ -142,15 +142,10 @@ class SmokeDetector(SensorCore):
         return []
 
     def _deadline(self) -> Optional[Micros]:
-        due = [d for d, _ in self._timers() if d is not None]
-        return min(due) if due else None
+        return earliest(self._timers())
 
     def _fire(self, t: Micros) -> None:
-        for due, which in self._timers():
-            if due == t:
-                break
-        else:  # pragma: no cover - SensorCore only calls with _deadline()
-            raise RuntimeError(f"{self.name}: no timer due at {t}")
+        which = due_at(self.name, self._timers(), t)
         if which == PULSES:
             self._count_pulse(t)
         else:

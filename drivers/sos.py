@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Tuple
 
 from .debounce import (SOS_FLAPPING, Debouncer, FlappingPolicy, Micros, check_window_ms,
                        check_window_s)
-from .sensor import SensorCore
+from .sensor import SensorCore, due_at, earliest
 
 # phases
 UNKNOWN = "unknown"      # nothing accepted yet
@@ -164,15 +164,10 @@ class SosButton(SensorCore):
         return [(hold, HOLD_DONE), (stuck, STUCK_TIME), (self._debouncer.deadline(), "debounce")]
 
     def _deadline(self) -> Optional[Micros]:
-        due = [d for d, _ in self._timers() if d is not None]
-        return min(due) if due else None
+        return earliest(self._timers())
 
     def _fire(self, t: Micros) -> None:
-        for due, which in self._timers():
-            if due == t:
-                break
-        else:  # pragma: no cover - SensorCore only calls with _deadline()
-            raise RuntimeError(f"{self.name}: no timer due at {t}")
+        which = due_at(self.name, self._timers(), t)
         if which == HOLD_DONE:
             self._on_hold_done(t)
         elif which == STUCK_TIME:
