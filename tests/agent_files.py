@@ -32,6 +32,24 @@ def _secret(path: Path, content: bytes) -> None:
         f.write(content)
 
 
+def write_keys(folder: Path, *, password: Optional[str] = None
+               ) -> "tuple[Ed25519PrivateKey, Ed25519PrivateKey]":
+    """A device key (``device-key.pem``, 0600), the care centre's public key
+    (``cloud-public.pem``) and, if given, ``mqtt-password`` (0600) in ``folder``.
+    Returns (device key, cloud key)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    device_key = Ed25519PrivateKey.generate()
+    cloud_key = Ed25519PrivateKey.generate()
+    _secret(folder / "device-key.pem", device_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    (folder / "cloud-public.pem").write_bytes(cloud_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    if password is not None:
+        _secret(folder / "mqtt-password", password.encode())
+    return device_key, cloud_key
+
+
 def write_agent_files(folder: Path, *, host: str = "127.0.0.1", port: int = 1,
                       device_id: str = "gw-test", username: Optional[str] = None,
                       password: Optional[str] = None, heartbeat_s: int = 300,
@@ -41,19 +59,11 @@ def write_agent_files(folder: Path, *, host: str = "127.0.0.1", port: int = 1,
     Sensors: ``sos`` on GPIO17 (pull up, active low), ``front_door`` on GPIO27 (pull up,
     active high), ``kitchen_smoke`` on GPIO22 (pull up, active low); buzzer GPIO5, LED GPIO6.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    device_key = Ed25519PrivateKey.generate()
-    cloud_key = Ed25519PrivateKey.generate()
-    _secret(folder / "device-key.pem", device_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    (folder / "cloud-public.pem").write_bytes(cloud_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    device_key, cloud_key = write_keys(folder, password=password if username else None)
     mqtt: dict = {"host": host, "port": port, "tls": False, "keepalive_s": 5,  # type: ignore[type-arg]
                   "ack_timeout_s": 2}
     if username is not None:
         mqtt["username"] = username
-        _secret(folder / "mqtt-password", (password or "").encode())
         mqtt["password_file"] = str(folder / "mqtt-password")
     data = {
         "device": {"id": device_id, "timezone": "UTC"},

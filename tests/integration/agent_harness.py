@@ -33,7 +33,6 @@ high). Debounce windows are shortened so that tests stay fast.
 from __future__ import annotations
 
 import copy
-import os
 import threading
 import time
 import uuid
@@ -43,30 +42,18 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import jwt
 import yaml
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.config import Config, load_config
 from agent.daemon import Agent
 from agent.sdnotify import Notifier
 from agent.signing import Verifier, ed25519_thumbprint
+from tests.agent_files import write_keys
 from tests.broker import MosquittoBroker, Publisher, Received, Subscriber
 
 DEVICE_ID = "gw-test"
 SOS_PIN, DOOR_PIN, BUZZER_PIN, LED_PIN = 17, 27, 5, 6
 COMMAND_TYP = "homecare-command+jwt"
-
-
-def _write_secret(path: Path, data: bytes) -> None:
-    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(path, 0o600)
-
-
-def _pem_private(key: Ed25519PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
 
 
 def merge(base: Dict[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:
@@ -118,12 +105,7 @@ def base_config(broker: MosquittoBroker, folder: Path) -> Dict[str, Any]:
 def write_agent_files(broker: MosquittoBroker, folder: Path,
                       overrides: Optional[Mapping[str, Any]] = None) -> AgentFiles:
     """Keys, password file and ``config.yaml`` in ``folder`` (created) for ``broker``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    device_key, cloud_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    _write_secret(folder / "device-key.pem", _pem_private(device_key))
-    _write_secret(folder / "mqtt-password", broker.users["device"].encode("ascii"))
-    (folder / "cloud-public.pem").write_bytes(cloud_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    device_key, cloud_key = write_keys(folder, password=broker.users["device"])
     config = merge(base_config(broker, folder), overrides or {})
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
