@@ -279,7 +279,9 @@ class Agent:
     # --- status ---------------------------------------------------------------------------------
     def status_summary(self) -> Dict[str, Any]:
         link = self.publisher.status
+        stats = self.outbox.stats()
         return {"connected": link.connected, "reconnects": link.reconnects,
+                "outbox_depth": stats.depth, "outbox_critical": stats.critical.rows,
                 "delivered": link.delivered, "inflight": link.inflight,
                 "signature_failures": (self.commands.policy_failures()
                                        if self.commands is not None else 0)}

@@ -303,3 +303,40 @@ def test_demo_finishes_within_a_minute_and_exits_0(tmp_path: Path, with_broker: 
         assert "steady" in out
     else:
         assert "0 delivered" in out and "no broker" in out
+
+
+def test_heartbeat_data_counts_what_waits_in_the_outbox(tmp_path: Path, mock_factory: object) -> None:
+    files = write_agent_files(tmp_path / "agent", port=free_port())
+    agent = Agent.build(load_config(files.config), pin_factory=mock_factory, notifier=Notifier(None))
+    try:
+        agent.loop.start()                       # agent.started, stored (nobody to send it to)
+        summary = agent.status_summary()
+        assert summary["outbox_depth"] >= 1 and summary["connected"] is False
+        assert summary["signature_failures"] == 0
+    finally:
+        agent.close(flush_timeout_s=0)
+
+
+def test_a_missing_command_key_disables_commands_not_the_gateway(tmp_path: Path,
+                                                                 mock_factory: object) -> None:
+    files = write_agent_files(tmp_path / "agent", port=free_port())
+    (files.folder / "cloud-public.pem").unlink()
+    agent = Agent.build(load_config(files.config), pin_factory=mock_factory, notifier=Notifier(None))
+    try:
+        assert agent.commands is None and agent.publisher.settings.subscribe_commands is False
+        agent.loop.start()
+        import jwt
+        started = [r for r in agent.outbox.next_batch(10) if r.type == "agent.started"][0]
+        data = jwt.decode(started.payload, options={"verify_signature": False})["data"]
+        assert data["commands"].startswith("disabled: ")
+        assert "cloud-public.pem" in data["commands"]
+    finally:
+        agent.close(flush_timeout_s=0)
+
+
+def test_a_secret_others_can_read_still_stops_the_start(tmp_path: Path) -> None:
+    files = write_agent_files(tmp_path / "agent", port=free_port())
+    (files.folder / "device-key.pem").chmod(0o644)
+    result = run_cli("run", "--config", str(files.config), timeout=30)
+    assert result.returncode == 1
+    assert "chmod 600" in result.stderr
