@@ -202,9 +202,10 @@ def test_a_cut_mid_stream_is_noticed_at_once_and_everything_arrives(
         back = time.monotonic() - t_cut
         _check_all_arrived(stack, sub, jtis)
     print(f"cut: noticed after {noticed * 1000:.0f} ms, reconnected after {back * 1000:.0f} ms")
-    # a reset is seen by the next read: well under 0.5 s; the first back-off is <= 0.05 s
-    assert noticed < 0.5
-    assert back < 1.0
+    # a reset is seen by the next read (a few ms); the first back-off is <= 0.05 s; the
+    # bounds leave room for a loaded 2-core CI machine
+    assert noticed < 1.0
+    assert back < 2.0
 
 
 @pytest.mark.slow
@@ -230,8 +231,9 @@ def test_a_silent_or_ack_swallowing_link_is_recycled_within_ack_timeout(
     print(f"{fault}: stall detected {detected * 1000:.0f} ms after commit "
           f"(ack_timeout_s {ack_timeout})")
     # never before ack_timeout (less the few ms between commit and the first publish),
-    # and no later than ack_timeout + 0.5 s (select wakes on the deadline; 2 busy cores)
-    assert ack_timeout - 0.05 <= detected <= ack_timeout + 0.5
+    # and no later than ack_timeout + 1 s (select wakes on the deadline; measured
+    # +3..5 ms; the slack is for a loaded 2-core CI machine)
+    assert ack_timeout - 0.05 <= detected <= ack_timeout + 1.0
     assert p.status.connects >= 2
 
 
