@@ -262,7 +262,7 @@ class Agent:
         if loop is not None:
             loop.accepting_edges = False
             if self.commands is not None:
-                loop._record(self.commands.advance(self._clock(), final=True))
+                loop.record(self.commands.advance(self._clock(), final=True))
         flushed = False
         publisher = getattr(self, "publisher", None)
         if publisher is not None:

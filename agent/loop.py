@@ -154,7 +154,7 @@ class AgentLoop:
         for name, machine in self.machines.items():
             sensor_events += machine.start(self.pins[name].read(), now)
         recognised += self._with_care(sensor_events, now)
-        self._record(recognised)
+        self.record(recognised)
         self._next_heartbeat = now + self.heartbeat_s
         self._next_reread = now + self.reread_s
         self._next_watchdog = now
@@ -214,7 +214,7 @@ class AgentLoop:
             sensor_events += self._safely(f"sensor {name}", machine.advance, now) or []
         if now >= self._next_reread:
             sensor_events += self._safely("pin re-read", self._reread_pins, now) or []
-        self._record(self._with_care(sensor_events, now), now)
+        self.record(self._with_care(sensor_events, now), now)
         others: List[Recognised] = []
         if self.commands is not None:
             for payload in commands:
@@ -225,7 +225,7 @@ class AgentLoop:
             self._safely("heartbeat", self.recorder.supersede, "agent", "agent.heartbeat")
             others.append(AgentEvent("agent.heartbeat", now, self._safely(
                 "heartbeat", self._heartbeat_data, now) or {}))
-        self._record(others, now)
+        self.record(others, now)
         self._safely("eviction report", self.recorder.report_evictions, now)
         if delivered and self.feedback is not None:
             self._safely("feedback", self.feedback.delivered, delivered)
@@ -270,7 +270,7 @@ class AgentLoop:
                 events += machine.edge(level, now)
         return events
 
-    def _record(self, recognised: Sequence[Recognised], now: Optional[float] = None) -> None:
+    def record(self, recognised: Sequence[Recognised], now: Optional[float] = None) -> None:
         """Sign and store; if the outbox fails, keep the batch for the next try."""
         batch = self._unstored + list(recognised)
         if not batch:
