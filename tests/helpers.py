@@ -53,3 +53,20 @@ def wait_until(predicate: "Callable[[], bool]", timeout: float = 5.0, what: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def npm_ready(folder: Path, module: str) -> Path:
+    """Install ``folder``'s Node packages once (``npm ci`` from its lock file; kept as a
+    cache in node_modules); skip the test where node/npm are missing."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are not installed (apt-get install nodejs npm)")
+    if not (folder / "node_modules" / module).is_dir():
+        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=str(folder),
+                              capture_output=True, text=True, timeout=110)
+        if done.returncode != 0:
+            pytest.fail(f"npm ci in {folder} failed:\n{done.stdout}\n{done.stderr}")
+    return folder

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
+
+from tests.helpers import npm_ready
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwcrypto import jwk, jws
@@ -113,13 +114,7 @@ def test_jwcrypto_rejects_a_changed_byte(which: str, alg: str, public_pem: str,
 
 @pytest.fixture(scope="module")
 def node_verify() -> Any:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are not installed (apt-get install nodejs npm)")
-    if not (NODE_DIR / "node_modules" / "jose").is_dir():
-        done = subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=str(NODE_DIR),
-                              capture_output=True, text=True, timeout=110)
-        if done.returncode != 0:
-            pytest.fail(f"npm install in {NODE_DIR} failed:\n{done.stdout}\n{done.stderr}")
+    npm_ready(NODE_DIR, "jose")
 
     def run(requests: List[Dict[str, str]]) -> List[Dict[str, Any]]:
         done = subprocess.run(["node", str(NODE_DIR / "verify.mjs")], cwd=str(NODE_DIR),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 
 from tests.broker import MosquittoBroker
 from tests.faultproxy import FaultProxy
-from tests.helpers import REPO, wait_until
+from tests.helpers import REPO, npm_ready, wait_until
 from tests.interop import AgentRig, Endpoint
 
 pytestmark = [pytest.mark.broker]
@@ -75,14 +74,7 @@ class Consumer:
 @pytest.fixture(scope="session")
 def node_consumer_ready() -> Path:
     """``npm ci`` in examples/consumer-node once (node_modules is kept as a cache)."""
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are not installed (apt-get install nodejs npm)")
-    if not (NODE_DIR / "node_modules" / "mqtt").is_dir():
-        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=str(NODE_DIR),
-                              capture_output=True, text=True, timeout=110)
-        if done.returncode != 0:
-            pytest.fail(f"npm ci in {NODE_DIR} failed:\n{done.stdout}\n{done.stderr}")
-    return NODE_DIR
+    return npm_ready(NODE_DIR, "mqtt")
 
 
 def consumer_args(ep: Endpoint, key_file: Path, password_file: Path) -> List[str]:
