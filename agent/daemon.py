@@ -290,7 +290,7 @@ class Agent:
         link = self.publisher.status
         return {
             "pid": os.getpid(), "version": __version__, "device": self.config.device.id,
-            "updated": self._wall(),
+            "updated": time.time(),   # real time, also under simulate's virtual clock
             "link": {"connected": link.connected, "since": link.since,
                      "connects": link.connects, "reconnects": link.reconnects,
                      "stalls": link.stalls, "last_error": link.last_error,

@@ -19,6 +19,7 @@ from typing import Any, Dict, Optional, TextIO
 
 from agent.config import load_config
 from agent.daemon import _MACHINES
+from agent.loop import PIN_REREAD_S
 from drivers.debounce import FlappingPolicy
 from drivers.pins import EdgeInput, make_pin_factory
 
@@ -60,6 +61,7 @@ def main(args: argparse.Namespace, *, pin_factory: Any = None, out: TextIO = sys
         for name, pin in inputs.items():
             _show(out, t0, machines[name].start(pin.read(), time.monotonic()), machines, name)
         end = None if run_for_s is None else t0 + run_for_s
+        next_reread = t0 + PIN_REREAD_S
         while not stop["now"] and not (stop_event is not None and stop_event.is_set()):
             now = time.monotonic()
             deadlines = [d for d in (m.next_deadline() for m in machines.values()) if d is not None]
@@ -80,6 +82,16 @@ def main(args: argparse.Namespace, *, pin_factory: Any = None, out: TextIO = sys
                 _show(out, t0, machines[name].edge(level, at), machines, name)
             for name, machine in machines.items():
                 _show(out, t0, machine.advance(now), machines, name)
+            if now >= next_reread and edges.empty():
+                # like the daemon: a level no callback reported is a lost edge
+                next_reread = now + PIN_REREAD_S
+                for name, pin in inputs.items():
+                    level = pin.read()
+                    if level != machines[name].raw:
+                        print(f"{now - t0:9.3f}s  {name:14} raw -> "
+                              f"{'active' if level else 'inactive'} (read back: no edge was "
+                              "reported; check the wiring)", file=out, flush=True)
+                        _show(out, t0, machines[name].edge(level, now), machines, name)
     finally:
         for pin in inputs.values():
             pin.close()

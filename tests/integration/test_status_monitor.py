@@ -278,3 +278,13 @@ def test_monitor_names_a_pin_already_in_use_and_releases_the_others(files: Agent
     # the pins claimed before the failure were given back
     for pin in (17, 27, 22):
         DigitalInputDevice(pin, pin_factory=mock_factory).close()
+
+
+def test_monitor_reads_pins_back_and_shows_a_lost_edge(running_monitor: Monitor,
+                                                       mock_factory: object) -> None:
+    m = running_monitor
+    m.wait_line(r"sos +sos.released +state=released \(initial=True\)")
+    # the pin goes low with no callback: what a backend that drops an edge looks like
+    mock_factory.pin(17)._state = False  # type: ignore[attr-defined]
+    m.wait_line(r"sos +raw -> active \(read back: no edge was reported", timeout=5)
+    m.wait_line(r"sos +sos.pressed +state=pressed$")
