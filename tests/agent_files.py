@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -85,3 +86,21 @@ def write_agent_files(folder: Path, *, host: str = "127.0.0.1", port: int = 1,
     config = folder / "config.yaml"
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     return AgentFiles(folder, config, folder / "state", device_key, cloud_key)
+
+
+def files_for_broker(folder: Path, broker: Any, **kw: Any) -> AgentFiles:
+    """:func:`write_agent_files` for a test MosquittoBroker's plain listener, as ``device``."""
+    return write_agent_files(folder, host=broker.host, port=broker.plain_port,
+                             username="device", password=broker.users["device"], **kw)
+
+
+def run_simulate(files: AgentFiles, timeline: str, *, speed: float = 10.0,
+                 timeout: float = 30.0) -> "subprocess.CompletedProcess[str]":
+    """Write ``timeline`` beside the config and run ``homecare-agent simulate`` on it."""
+    from tests.helpers import run_cli
+
+    path = files.folder / "timeline.yaml"
+    path.write_text(timeline)
+    return run_cli("simulate", "--config", str(files.config), "--timeline", str(path),
+                   "--speed", f"{speed:g}", "--timeout", f"{timeout:g}",
+                   timeout=timeout + 30)

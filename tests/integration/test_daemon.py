@@ -18,7 +18,7 @@ from agent.config import load_config
 from agent.daemon import Agent
 from agent.sdnotify import Notifier
 from agent.signing import Verifier, ed25519_thumbprint
-from tests.agent_files import AgentFiles, write_agent_files
+from tests.agent_files import AgentFiles, files_for_broker, run_simulate, write_agent_files
 from tests.broker import MosquittoBroker, Subscriber, free_port
 from tests.helpers import cli_command, cli_env, run_cli, wait_until
 
@@ -192,12 +192,9 @@ TIMELINE = """
 @pytest.mark.broker
 def test_simulate_delivers_exactly_the_debounced_events(tmp_path: Path,
                                                         broker: MosquittoBroker) -> None:
-    files = write_agent_files(tmp_path / "agent", port=broker.plain_port, username="device",
-                              password=broker.users["device"])
-    (tmp_path / "timeline.yaml").write_text(TIMELINE)
+    files = files_for_broker(tmp_path / "agent", broker)
     with Subscriber(broker, f"{broker.prefix}/events/#") as sub:
-        result = run_cli("simulate", "--config", str(files.config), "--timeline",
-                         str(tmp_path / "timeline.yaml"), "--speed", "4", "--timeout", "30")
+        result = run_simulate(files, TIMELINE, speed=4)
         assert result.returncode == 0, result.stderr
         assert "0 still buffered" in result.stdout
         sub.wait_for(8, timeout=5)
@@ -223,12 +220,9 @@ def _ms(ts: str) -> int:
 
 @pytest.mark.broker
 def test_simulated_ts_follow_the_timeline(tmp_path: Path, broker: MosquittoBroker) -> None:
-    files = write_agent_files(tmp_path / "agent", port=broker.plain_port, username="device",
-                              password=broker.users["device"])
-    (tmp_path / "timeline.yaml").write_text(TIMELINE)
+    files = files_for_broker(tmp_path / "agent", broker)
     with Subscriber(broker, f"{broker.prefix}/events/sos") as sub:
-        result = run_cli("simulate", "--config", str(files.config), "--timeline",
-                         str(tmp_path / "timeline.yaml"), "--speed", "5", "--timeout", "30")
+        result = run_simulate(files, TIMELINE, speed=5)
         assert result.returncode == 0, result.stderr
         msgs = sub.wait_for(3)
     import jwt

@@ -21,7 +21,7 @@ import pytest
 
 from agent.commands import monitor, status
 from agent.errors import OutboxError, WiringError
-from tests.agent_files import AgentFiles, write_agent_files
+from tests.agent_files import AgentFiles, files_for_broker, run_simulate, write_agent_files
 from tests.broker import MosquittoBroker, free_port
 from tests.helpers import cli_command, cli_env, run_cli, wait_until
 
@@ -70,9 +70,7 @@ def test_status_on_a_fresh_state_folder_says_nothing_has_run(tmp_path: Path) -> 
 
 def test_status_after_an_offline_simulate_shows_what_waits_per_lane(tmp_path: Path) -> None:
     files = write_agent_files(tmp_path / "agent", port=free_port())   # nobody listens there
-    (tmp_path / "t.yaml").write_text(TIMELINE)
-    sim = run_cli("simulate", "--config", str(files.config), "--timeline", str(tmp_path / "t.yaml"),
-                  "--speed", "10", "--timeout", "1.5")
+    sim = run_simulate(files, TIMELINE, speed=10, timeout=1.5)
     assert sim.returncode == 3, sim.stderr          # still buffered at the timeout
     critical, normal = lanes_in_outbox(files)
     assert critical >= 2 and normal >= 4            # sos.pressed + smoke.cleared; the rest
@@ -98,11 +96,8 @@ def test_status_after_an_offline_simulate_shows_what_waits_per_lane(tmp_path: Pa
 @pytest.mark.broker
 def test_status_after_an_online_simulate_shows_nothing_waiting(tmp_path: Path,
                                                                 broker: MosquittoBroker) -> None:
-    files = write_agent_files(tmp_path / "agent", port=broker.plain_port, username="device",
-                              password=broker.users["device"])
-    (tmp_path / "t.yaml").write_text(TIMELINE)
-    sim = run_cli("simulate", "--config", str(files.config), "--timeline", str(tmp_path / "t.yaml"),
-                  "--speed", "10", "--timeout", "20")
+    files = files_for_broker(tmp_path / "agent", broker)
+    sim = run_simulate(files, TIMELINE, speed=10, timeout=20)
     assert sim.returncode == 0, sim.stderr
     delivered = int(re.search(r"(\d+) delivered", sim.stdout).group(1))  # type: ignore[union-attr]
     assert delivered >= 7
@@ -122,8 +117,7 @@ def test_status_after_an_online_simulate_shows_nothing_waiting(tmp_path: Path,
 @pytest.mark.broker
 @pytest.mark.slow
 def test_status_of_a_running_connected_daemon(tmp_path: Path, broker: MosquittoBroker) -> None:
-    files = write_agent_files(tmp_path / "agent", port=broker.plain_port, username="device",
-                              password=broker.users["device"])
+    files = files_for_broker(tmp_path / "agent", broker)
     stderr = open(tmp_path / "stderr.txt", "w")
     proc = subprocess.Popen(cli_command("run", "--config", str(files.config)), env=cli_env(),
                             stdout=subprocess.DEVNULL, stderr=stderr)
