@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,3 +70,20 @@ def npm_ready(folder: Path, module: str) -> Path:
         if done.returncode != 0:
             pytest.fail(f"npm ci in {folder} failed:\n{done.stdout}\n{done.stderr}")
     return folder
+
+
+def assert_unique_boot_seq(claims: "Sequence[Mapping[str, Any]]") -> None:
+    """No two different events may carry the same (``boot``, ``seq``) (docs/spec.md §4).
+
+    ``claims`` are decoded event claims, as a test collected them (from the broker, the
+    outbox or both). The same event seen twice (same ``jti``: a QoS 1 repeat, or an event
+    read from two places) is fine; two ``jti`` under one pair is a reused counter.
+    """
+    owner: Dict[Tuple[int, int], str] = {}
+    clashes: List[str] = []
+    for c in claims:
+        key = (int(c["boot"]), int(c["seq"]))
+        seen = owner.setdefault(key, str(c["jti"]))
+        if seen != c["jti"]:
+            clashes.append(f"boot={key[0]} seq={key[1]}: {seen} and {c['jti']} ({c.get('type')})")
+    assert not clashes, "(boot, seq) reused:\n" + "\n".join(clashes)
