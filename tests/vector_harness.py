@@ -2,7 +2,7 @@
 
 ``run_inputs`` simulates the agent's loop exactly: it wakes at every ``next_deadline()``
 before the next input, calls ``advance(deadline)``, then feeds the input with ``edge()``.
-Times in and out are milliseconds (as in ``vectors/sensors.yaml``).
+Times in and out are milliseconds (as in ``tests/vectors/sensors.yaml``, docs/spec.md §3).
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from drivers.sos import SosButton
 
 REPO = Path(__file__).resolve().parent.parent
 VECTORS = REPO / "tests" / "vectors" / "sensors.yaml"
-SHARED_VECTORS = REPO.parent / "shared" / "vectors" / "sensors.yaml"
 
 KINDS: Dict[str, Type[SensorCore]] = {
     "sos_button": SosButton, "door": DoorContact, "smoke": SmokeDetector,
