@@ -44,7 +44,7 @@ DEFAULT_PULL = "up"
 
 @dataclass(frozen=True)
 class FlappingConfig:
-    """``max_edges`` raw edges within ``window_s`` seconds = flapping; over after ``quiet_s`` quiet."""
+    """``max_edges`` raw edges within ``window_s`` seconds = flapping; over ``quiet_s`` after its last burst edge (docs/spec.md §3)."""
 
     max_edges: int
     window_s: float

@@ -16,7 +16,9 @@ owner asks :meth:`Debouncer.deadline` and calls :meth:`Debouncer.accept` once th
 clock has reached it.
 
 :class:`FlappingDetector` counts raw edges in a sliding window. The N-th edge within
-``window_s`` starts an episode; the episode ends after ``quiet_s`` without any edge.
+``window_s`` starts an episode. The episode ends ``quiet_s`` after its last *burst*
+edge: one with at least ceil(N / 4) raw edges within ``window_s``, itself included
+(docs/spec.md §3), so an isolated glitch now and then cannot keep it open for ever.
 An edge exactly ``window_s`` old has left the window (its window completed).
 
 Neither class imports a clock, a thread or GPIO (STYLE.md pattern 1).
@@ -53,7 +55,8 @@ class FlappingPolicy:
     """When a sensor counts as flapping (SPEC §3, ``flapping:`` in the config).
 
     ``max_edges``: the N-th raw edge within ``window_s`` seconds starts an episode.
-    ``quiet_s``: the episode ends after this many seconds without any raw edge.
+    ``quiet_s``: the episode ends this many seconds after its last burst edge
+    (:attr:`burst_edges` raw edges within ``window_s``).
     """
 
     max_edges: int
@@ -67,6 +70,11 @@ class FlappingPolicy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"flapping.{name} is {value!r}; it must be a number of seconds above 0")
+
+    @property
+    def burst_edges(self) -> int:
+        """Raw edges within ``window_s`` that make an edge part of a burst: ceil(N / 4)."""
+        return -(-self.max_edges // 4)
 
 
 #: SPEC §3 defaults. Smoke inputs have no flapping detection by default.
@@ -144,23 +152,26 @@ class FlappingDetector:
 
     def __init__(self, policy: FlappingPolicy) -> None:
         self.policy = policy
-        self._window_us = to_micros(policy.window_s)
+        self.window_us: Micros = to_micros(policy.window_s)
         self._quiet_us = to_micros(policy.quiet_s)
         self._edges: Deque[Micros] = deque()
         self.flapping = False
-        self.last_edge: Optional[Micros] = None
+        #: the episode's last burst edge; the episode ends ``quiet_s`` after it
+        self.last_burst: Optional[Micros] = None
 
     def edge(self, t: Micros) -> bool:
         """Count a raw edge. True exactly when this edge starts a flapping episode."""
-        self.last_edge = t
-        if self.flapping:
-            return False
+        # Counting goes on during an episode: it tells burst edges from lone glitches.
         self._edges.append(t)
-        while self._edges and self._edges[0] <= t - self._window_us:
+        while self._edges and self._edges[0] <= t - self.window_us:
             self._edges.popleft()
+        if self.flapping:
+            if len(self._edges) >= self.policy.burst_edges:
+                self.last_burst = t
+            return False
         if len(self._edges) >= self.policy.max_edges:
             self.flapping = True
-            self._edges.clear()
+            self.last_burst = t
             return True
         return False
 
@@ -168,10 +179,10 @@ class FlappingDetector:
         return len(self._edges)
 
     def deadline(self) -> Optional[Micros]:
-        """When the current episode ends if no edge comes first; None if not flapping."""
-        if not self.flapping or self.last_edge is None:
+        """When the current episode ends if no burst edge comes first; None if not flapping."""
+        if not self.flapping or self.last_burst is None:
             return None
-        return self.last_edge + self._quiet_us
+        return self.last_burst + self._quiet_us
 
     def recover(self, t: Micros) -> None:
         """End the episode; only legal once the clock ``t`` has reached :meth:`deadline`."""
@@ -179,4 +190,5 @@ class FlappingDetector:
         if due is None or due > t:
             raise RuntimeError(f"not flapping-quiet at {t} us (deadline {due})")
         self.flapping = False
+        # a new episode counts only its own edges, none of the one that just ended
         self._edges.clear()

@@ -16,14 +16,16 @@ class owns what is the same for all of them:
 * **Duplicate levels.** An ``edge()`` with the level already seen is ignored: it is
   neither an edge for the debouncer nor for the flapping count. This is what makes the
   loop's periodic re-read safe.
-* **Flapping (SPEC §3).** The N-th raw edge within the window emits one
-  ``sensor.flapping``. Until ``quiet_s`` passes without an edge, *normal* level events
-  are suppressed (the debouncing underneath carries on); critical ones still go out
-  (a device may limit them further: SOS sends ``sos.pressed`` at most once per
-  episode). A level event never repeats the last reported state, so level events
-  always alternate (a re-press after a suppressed release is not a second
-  ``sos.pressed``: the care centre still sees the first alarm as current). After the quiet period: ``sensor.recovered`` with ``data.state``, then
-  the level event for the current state only if it differs from the last reported.
+* **Flapping (docs/spec.md §3).** The N-th raw edge within the window emits one
+  ``sensor.flapping``. Until ``quiet_s`` after the episode's last burst edge (see
+  :mod:`drivers.debounce`), *normal* level events are suppressed (the debouncing
+  underneath carries on); critical ones still go out. Outside an episode a level event
+  never repeats the last reported state. Inside one, a critical level event may repeat
+  it, because the change between (a release) was suppressed: each accepted re-press is
+  a new alarm, at most one per ``window_s`` after the last report of that state, so a
+  bouncing contact cannot flood the outbox and a real press is never swallowed. After
+  the episode: ``sensor.recovered`` with ``data.state``, then the level event for the
+  current state only if it differs from the last reported.
 * **Reporting.** A *level event* reports a state word (``data.state``); the first one
   also carries ``data.initial = true``. :attr:`SensorCore.state` is the last state
   reported (``"unknown"`` before the start-up report).
@@ -77,6 +79,7 @@ class SensorCore(abc.ABC):
         self._now: Optional[Micros] = None
         self._raw: Optional[bool] = None
         self._reported: Optional[str] = None
+        self._reported_at: Micros = 0      # when _reported was last reported
         self._out: List[SensorEvent] = []
 
     # ----------------------------------------------------------------- public API
@@ -169,23 +172,34 @@ class SensorCore(abc.ABC):
         """May this level event go out during a flapping episode? Default: critical ones."""
         return is_critical(event_type)
 
-    def _on_flapping_start(self, t: Micros) -> None:
-        """Hook: a flapping episode has just started."""
-
     def _report(self, t: Micros, event_type: str, state: str,
                 data: Optional[Mapping[str, Any]] = None) -> None:
         """A level event: reports ``state`` unless flapping suppresses it."""
-        if state == self._reported:
-            return  # only possible during flapping: nothing new to report
-        if self.flapping and not self._passes_flapping(event_type):
-            return
+        if self.flapping:
+            if not self._passes_flapping(event_type):
+                return
+            if state == self._reported and not self._may_repeat(t):
+                return
+        elif state == self._reported:
+            return  # nothing new to report
         body: Dict[str, Any] = {"state": state}
         if self._reported is None:
             body["initial"] = True
         if data:
             body.update(data)
         self._reported = state
+        self._reported_at = t
         self._emit(t, event_type, body)
+
+    def _may_repeat(self, t: Micros) -> bool:
+        """During flapping: may a critical event repeat the reported state at ``t``?
+
+        The change back was suppressed, so this is a new occurrence (a re-press); one per
+        ``window_s`` since the state was last reported keeps a bouncing contact from
+        flooding the outbox (docs/spec.md §3).
+        """
+        assert self._flap is not None
+        return t - self._reported_at >= self._flap.window_us
 
     def _notice(self, t: Micros, event_type: str, data: Mapping[str, Any]) -> None:
         """A normal event that reports no state (suppressed while flapping)."""
@@ -232,7 +246,6 @@ class SensorCore(abc.ABC):
         policy = self._flap.policy
         self._emit(t, "sensor.flapping", {"state": self.state, "edges": policy.max_edges,
                                           "window_s": policy.window_s, "quiet_s": policy.quiet_s})
-        self._on_flapping_start(t)
 
     def _recover(self, t: Micros) -> None:
         assert self._flap is not None

@@ -15,12 +15,16 @@ into *accepted* presses and releases. Those, plus two timers, drive the table be
 Timers due at the same instant fire hold, then stuck, then the debounced release:
 a window that completes at an instant counts as completed.
 
+During flapping (docs/spec.md §3) only ``sos.pressed`` goes out: each press accepted
+after an accepted release is one once its hold completes (the HOLDING -> PRESSED
+step), at most one per flapping ``window_s`` (:class:`~drivers.sensor.SensorCore`
+limits the repeats); ``short_press`` and ``released`` wait for the recovery, so two
+``sos.pressed`` may follow each other.
+
 Choices SPEC.md leaves open: a short tap during start-up gives ``sos.short_press``
 followed by the start-up report ``sos.released`` (``initial``). After a flapping
 episode the catch-up ``sos.released`` carries the ``held_ms`` of the last accepted
-press. During flapping, ``sos.pressed`` goes out at most once per episode (and not
-when the last report already was ``pressed``); ``short_press`` and ``released`` wait
-for the recovery.
+press.
 """
 from __future__ import annotations
 
@@ -109,7 +113,6 @@ class SosButton(SensorCore):
         self.phase = UNKNOWN
         self._press_at: Micros = 0
         self._release_at: Micros = 0
-        self._pressed_sent_in_episode = False
 
     # --------------------------------------------------------------- table driver
     def _step(self, event: str, t: Micros) -> str:
@@ -186,12 +189,3 @@ class SosButton(SensorCore):
         else:
             data = {"held_ms": self._held_ms()} if self._reported is not None else {}
             self._report(t, "sos.released", "released", data)
-
-    def _passes_flapping(self, event_type: str) -> bool:
-        if event_type != "sos.pressed" or self._pressed_sent_in_episode:
-            return False
-        self._pressed_sent_in_episode = True
-        return True
-
-    def _on_flapping_start(self, t: Micros) -> None:
-        self._pressed_sent_in_episode = False

@@ -72,6 +72,28 @@ def test_flapping_edge_exactly_window_old_has_left() -> None:
     assert f.edge(1_000_001) is True
 
 
+def test_flapping_episode_ends_quiet_s_after_its_last_burst_edge() -> None:
+    # docs/spec.md §3: a burst edge has ceil(max_edges / 4) = 3 raw edges within window_s,
+    # itself included; lone edges during the episode do not move its end.
+    f = FlappingDetector(FlappingPolicy(max_edges=10, window_s=1, quiet_s=5))
+    assert [f.edge(100_000 * k) for k in range(10)] == [False] * 9 + [True]
+    assert f.deadline() == 900_000 + 5_000_000
+    assert f.edge(3_000_000) is False and f.edge(3_500_000) is False
+    assert f.deadline() == 5_900_000             # two edges within 1 s: no burst
+    assert f.edge(3_999_999) is False
+    assert f.deadline() == 3_999_999 + 5_000_000  # the third: a burst edge
+    assert f.edge(4_999_999) is False            # 3_999_999 has left the window just now
+    assert f.deadline() == 8_999_999
+    f.recover(8_999_999)
+    assert not f.flapping and f.edges_in_window() == 0
+
+
+def test_flapping_small_max_edges_every_edge_is_a_burst() -> None:
+    f = FlappingDetector(FlappingPolicy(max_edges=4, window_s=1, quiet_s=5))   # ceil(4 / 4) = 1
+    assert [f.edge(t) for t in (0, 1, 2, 3)] == [False, False, False, True]
+    assert f.edge(9_000_000) is False and f.deadline() == 14_000_000
+
+
 @pytest.mark.parametrize("kwargs", [dict(max_edges=1, window_s=1), dict(max_edges=True, window_s=1),
                                     dict(max_edges=5, window_s=0), dict(max_edges=5, window_s=1, quiet_s=-1)])
 def test_flapping_policy_validates(kwargs: Dict[str, Any]) -> None:

@@ -33,9 +33,26 @@ CASES: List[Dict[str, Any]] = [
          inputs=[[0, 0]] + TOGGLES_100MS + [[4000, 1]], until=70000,
          expect=[C0, [3500, "sensor.flapping", {"edges": 16}], [4500 - 500 + 60000, "sensor.recovered", {"state": "open"}],
                  [64000, "door.opened", {"state": "open"}]]),
+    # the opening edge at 10000 is a burst edge (the toggles are within 10 s), the closing
+    # edge at 20000 is alone: the episode ends 60 s after 10000
     dict(name="a real opening during flapping is held back",
          inputs=[[0, 0]] + TOGGLES_100MS + [[10000, 1], [20000, 0]], until=90000,
-         expect=[C0, [3500, "sensor.flapping", {}], [80000, "sensor.recovered", {"state": "closed"}]]),
+         expect=[C0, [3500, "sensor.flapping", {}], [70000, "sensor.recovered", {"state": "closed"}]]),
+    # docs/spec.md §3: the episode ends quiet_s after its last burst edge (ceil(16 / 4) = 4
+    # edges within window_s); 1 ms blips every 45 s do not keep it open.
+    dict(name="flapping: glitches do not keep the episode open",
+         inputs=[[0, 0]] + TOGGLES_100MS + [[45000 * j + d, 1 - d] for j in range(1, 8) for d in (0, 1)]
+         + [[400000, 1], [410000, 0]], until=420000,
+         expect=[C0, [3500, "sensor.flapping", {}], [63900, "sensor.recovered", {"state": "closed"}],
+                 [400500, "door.opened", {}], [411000, "door.closed", {}]]),
+    dict(name="flapping: a later burst of 4 edges keeps the episode open",
+         inputs=[[0, 0]] + TOGGLES_100MS + [[30000, 1], [30100, 0], [30200, 1], [30300, 0], [45000, 1], [55000, 0]],
+         until=100000,
+         expect=[C0, [3500, "sensor.flapping", {}], [90300, "sensor.recovered", {"state": "closed"}]]),
+    dict(name="flapping: 3 edges are not a burst; the episode ends, then the change is reported",
+         inputs=[[0, 0]] + TOGGLES_100MS + [[30000, 1], [30100, 0], [30200, 1]], until=100000,
+         expect=[C0, [3500, "sensor.flapping", {}], [63900, "sensor.recovered", {"state": "open"}],
+                 [63900, "door.opened", {}]]),
     dict(name="flapping before the start-up report: the report waits, still initial",
          inputs=[[0, 0]] + [[10 + 10 * k, 1 - k % 2] for k in range(16)], until=70000,
          expect=[[160, "sensor.flapping", {"state": "unknown"}],
