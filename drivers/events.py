@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, FrozenSet, Mapping
 
-#: SPEC §3 priorities for sensor events (care rules may raise other critical events).
+#: SPEC §3 priorities for sensor events (care rules may raise other critical events),
+#: and the supervision inputs' of docs/spec.md §13.1-13.2. A tamper switch lowers
+#: ``tamper.opened`` to normal during maintenance (drivers/tamper.py).
 CRITICAL_TYPES: FrozenSet[str] = frozenset(
-    {"sos.pressed", "smoke.alarm", "smoke.cleared", "sensor.stuck"}
+    {"sos.pressed", "smoke.alarm", "smoke.cleared", "sensor.stuck",
+     "tamper.opened", "power.mains_lost", "power.battery_low", "sensor.fault"}
 )
 
 _TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
@@ -23,7 +26,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 def is_critical(event_type: str) -> bool:
-    """True for the event types SPEC §3 lists as ``critical``."""
+    """True for the event types SPEC §3 and docs/spec.md §13 list as ``critical``."""
     return event_type in CRITICAL_TYPES
 
 

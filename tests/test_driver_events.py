@@ -32,5 +32,7 @@ def test_bad_events_are_refused(kwargs: Dict[str, Any]) -> None:
 
 
 def test_critical_types_follow_spec() -> None:
-    assert CRITICAL_TYPES == {"sos.pressed", "smoke.alarm", "smoke.cleared", "sensor.stuck"}
+    assert CRITICAL_TYPES == {"sos.pressed", "smoke.alarm", "smoke.cleared", "sensor.stuck",
+                              "tamper.opened", "power.mains_lost", "power.battery_low", "sensor.fault"}
+    assert not any(map(is_critical, ["tamper.closed", "power.mains_restored", "power.battery_ok"]))
     assert not is_critical("sos.released") and is_critical("smoke.cleared")

@@ -48,6 +48,11 @@ KIND_CONFIGS = st.sampled_from([
     ("sos_button", {"hold_ms": 200, "flapping": {"max_edges": 8, "window_s": 1, "quiet_s": 2}}),
     ("door", {}), ("door", {"flapping": {"max_edges": 3, "window_s": 2, "quiet_s": 1}}),
     ("smoke", {}), ("smoke", {"clear_ms": 700, "flapping": {"max_edges": 5, "window_s": 1, "quiet_s": 1}}),
+    ("tamper", {}), ("tamper", {"flapping": {"max_edges": 3, "window_s": 2, "quiet_s": 1}}),
+    ("battery", {"low_ms": 500, "ok_ms": 2000}),
+    ("mains", {"report_delay_s": 1, "jitter_s": 1, "restore_delay_s": 2, "rand": lambda: 0.5}),
+    ("mains", {"report_delay_s": 0.5, "jitter_s": 0, "restore_delay_s": 0.2,
+               "flapping": {"max_edges": 4, "window_s": 1, "quiet_s": 1}}),
 ])
 GAPS = st.lists(st.tuples(st.one_of(st.integers(0, 60), st.integers(0, 3000), st.just(0)), st.booleans()),
                 max_size=60)
@@ -103,7 +108,8 @@ def test_random_edges_give_sensible_events(kc: Tuple[str, Dict[str, Any]], level
         if "held_ms" in e.data:
             assert e.data["held_ms"] >= 0
     # after an hour of quiet, the reported state is the raw level's
-    words = {"sos_button": ("pressed", "released"), "door": ("open", "closed"), "smoke": ("alarm", "clear")}[kind]
+    words = {"sos_button": ("pressed", "released"), "door": ("open", "closed"), "smoke": ("alarm", "clear"),
+             "tamper": ("open", "closed"), "battery": ("low", "ok"), "mains": ("lost", "present")}[kind]
     assert sensor.state == words[0 if final_raw else 1]
     if kind == "sos_button":
         _check_no_press_swallowed(config, raw, events, episodes)
@@ -166,7 +172,8 @@ def _check_no_press_swallowed(config: Dict[str, Any], raw: List[Tuple[Micros, bo
     assert set(pressed) <= set(holds) | recoveries, f"sos.pressed {pressed} without a press {holds}"
 
 
-@pytest.mark.parametrize("module", ["events", "debounce", "sensor", "sos", "door", "smoke"])
+@pytest.mark.parametrize("module", ["events", "debounce", "sensor", "sos", "door", "smoke", "contact", "tamper",
+                                    "power"])
 def test_cores_are_sans_io(module: str) -> None:
     import ast
     from pathlib import Path

@@ -14,15 +14,18 @@ import yaml
 from drivers.debounce import FlappingPolicy
 from drivers.door import DoorContact
 from drivers.events import SensorEvent
+from drivers.power import BatteryMonitor, MainsMonitor
 from drivers.sensor import SensorCore
 from drivers.smoke import SmokeDetector
 from drivers.sos import SosButton
+from drivers.tamper import TamperSwitch
 
 REPO = Path(__file__).resolve().parent.parent
 VECTORS = REPO / "tests" / "vectors" / "sensors.yaml"
 
 KINDS: Dict[str, Type[SensorCore]] = {
     "sos_button": SosButton, "door": DoorContact, "smoke": SmokeDetector,
+    "tamper": TamperSwitch, "mains": MainsMonitor, "battery": BatteryMonitor,
 }
 
 Got = Tuple[int, str, Dict[str, Any]]
