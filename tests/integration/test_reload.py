@@ -84,7 +84,9 @@ def reload(h: AgentHarness, config: Config) -> Agent:
     assert h.agent is not None and h._thread is not None
     h.agent.loop.request_stop(reload=True)
     h._thread.join(10)
+    started = time.monotonic()
     h.agent = h.agent.replace(config, flush_timeout_s=FLUSH_ON_RELOAD_S, pin_factory=h.factory)
+    print(f"reload took {(time.monotonic() - started) * 1000:.0f} ms (edges held meanwhile)")
     h._thread = threading.Thread(target=h._run, name="agent-under-test", daemon=True)
     h._thread.start()
     return h.agent
@@ -141,4 +143,25 @@ def test_a_rewired_sensor_is_released_and_claimed_again(tmp_path: Path, broker: 
         mock_factory.pin(22).drive_low()
         events = h.wait_events(lambda ev: sos_events(ev, boot) == ["sos.released", "sos.pressed"],
                                what="a press on GPIO22")
+        assert_unique_boot_seq(events)
+
+
+@pytest.mark.timeout(60)
+def test_two_reloads_in_a_row_keep_the_pin_and_its_state(tmp_path: Path, broker: MosquittoBroker,
+                                                         mock_factory: Any) -> None:
+    with AgentHarness(broker, tmp_path, mock_factory) as h:
+        h.wait_events(lambda ev: any(e["type"] == "sos.released" for e in ev), what="start-up")
+        assert h.agent is not None
+        pin_input = h.agent.inputs["sos"]
+        claims = PinClaims(mock_factory, SOS_PIN)
+        h.pin(SOS_PIN).drive_low()          # pressed before the reloads, released after them
+        h.wait_events(lambda ev: any(e["type"] == "sos.pressed" for e in ev), what="the press")
+        reload(h, dataclasses.replace(h.config, heartbeat_s=1800))
+        boot = reload(h, h.config).counters.boot
+        assert h.agent.inputs["sos"] is pin_input and claims.log == []
+        h.pin(SOS_PIN).drive_high()
+        events = h.wait_events(lambda ev: "sos.released" in sos_events(ev, boot),
+                               what="the release after two reloads")
+        assert [e["type"] for e in events if e["sensor"] == "sos"].count("sos.pressed") == 1
+        assert sos_events(events, boot) == ["sos.released"]
         assert_unique_boot_seq(events)
