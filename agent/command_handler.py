@@ -17,7 +17,7 @@ from agent.pipeline import AgentEvent
 
 log = logging.getLogger("agent.commands")
 
-#: forget expired command ids this often (they are kept a day past ``exp``)
+#: how often the replay store is offered a clean-up (it forgets by count, not by the clock)
 EXPIRE_EVERY_S = 3600.0
 
 

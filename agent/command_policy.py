@@ -29,7 +29,7 @@ The checks run in this order; the first failure decides the reason::
     7. lifetime    iat <= exp <= iat + 600                     -> malformed
     8. audience    aud == device id                            -> wrong_aud
     9. expiry      now_epoch < exp (agent's clock)             -> expired
-   10. replay      jti not seen before                         -> replayed
+   10. replay      jti not seen before, exp above the floor    -> replayed
    11. allow-list  cmd in ack/ping/locate                      -> unknown_command
 
 Why this order: someone without the care centre's key can only ever learn
@@ -55,9 +55,8 @@ Choices where SPEC is silent (also in the README):
 No-RTC note: ``exp`` is always checked against the agent's clock. A Pi has no real-time
 clock and starts from its last saved time, which is behind the true time, so a
 command can look unexpired for longer than it is: the check errs towards accepting.
-To keep that from turning into replays, seen ``jti`` values are kept for
-:data:`RETENTION_S` after their ``exp`` (see :class:`SeenCommands`), which covers a
-clock that steps back by up to that much.
+That must never turn into a replay (docs/spec.md §7, version 2), whatever the clock
+does, so the replay store does not forget by the clock at all: see :class:`SeenCommands`.
 """
 from __future__ import annotations
 
@@ -74,8 +73,8 @@ from typing import (Any, Callable, Deque, Dict, FrozenSet, Iterable, List, Mappi
 MAX_PAYLOAD_BYTES = 4096
 #: longest allowed ``exp - iat``, in seconds (SPEC §7: 10 minutes)
 MAX_LIFETIME_S = 600
-#: how long a seen ``jti`` is kept after its ``exp``, in seconds (one day)
-RETENTION_S = 86400
+#: how many accepted command ids the replay store keeps (about 70 KB on disk)
+SEEN_CAPACITY = 1000
 #: the header ``typ`` a command carries
 COMMAND_TYP = "homecare-command+jwt"
 #: commands the agent carries out (SPEC §7)
@@ -222,41 +221,55 @@ def _typ_ok(header: Mapping[str, Any]) -> bool:
 
 
 class SeenCommands:
-    """The replay store: every accepted command's ``jti`` with its ``exp``.
+    """The replay store: accepted commands' ``jti`` with their ``exp``, and a floor.
 
-    Sans-IO; :mod:`agent.command_store` saves and loads it. A ``jti`` is kept until
-    the agent's clock is more than ``retention_s`` past its ``exp`` — "at least until
-    its exp has passed" (SPEC §7), plus a margin for a clock that steps back after a
-    reboot (no RTC).
+    Sans-IO; :mod:`agent.command_store` saves and loads it. Why not forget by the clock:
+    a Pi without an RTC may start 30 days behind (an old command looks unexpired again)
+    or once at 2099 (everything looks expired, and is forgotten, before the clock is put
+    right). So the wall clock never makes the store forget (docs/spec.md §7, version 2).
+    Instead it keeps up to ``capacity`` ids; when full, it forgets those with the lowest
+    ``exp`` and raises ``floor`` to the highest ``exp`` forgotten, and a command whose
+    ``exp`` is at or below the floor counts as replayed: it may be one forgotten. The
+    floor is made of the care centre's own ``exp`` values, never of the device's clock,
+    so no device clock trouble moves it, and a new command (``exp`` = the care centre's
+    now plus up to 10 minutes) is above it unless a thousand newer commands came first.
     """
 
-    def __init__(self, *, retention_s: float = RETENTION_S) -> None:
-        if retention_s < 0:
-            raise ValueError(f"retention_s must be >= 0, not {retention_s!r}")
-        self.retention_s = retention_s
+    def __init__(self, *, capacity: int = SEEN_CAPACITY, floor: int = 0) -> None:
+        if capacity < 1 or not _is_int(floor):
+            raise ValueError(f"capacity must be >= 1 and floor an int, not {capacity!r}, {floor!r}")
+        self.capacity = capacity
+        #: the highest ``exp`` ever forgotten: commands expiring no later are refused
+        self.floor = floor
         self._exp: Dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._exp)
 
     def __repr__(self) -> str:
-        return f"<SeenCommands {len(self._exp)} jti(s), retention {self.retention_s:g} s>"
+        return f"<SeenCommands {len(self._exp)}/{self.capacity} jti(s), floor {self.floor}>"
 
-    def seen(self, jti: str) -> bool:
-        return jti in self._exp
+    def seen(self, jti: str, exp: Optional[int] = None) -> bool:
+        """True if ``jti`` was accepted before, or (given its ``exp``) may have been."""
+        return jti in self._exp or (exp is not None and exp <= self.floor)
 
     def remember(self, jti: str, exp: int) -> None:
-        """Record ``jti``; if it is already known, the later ``exp`` wins."""
+        """Record ``jti``; if it is already known, the later ``exp`` wins. Over capacity,
+        the lowest ``exp`` values are forgotten and the floor rises to them."""
         if not isinstance(jti, str) or not jti or not _is_int(exp):
             raise ValueError(f"remember() needs a non-empty str jti and an int exp, got {jti!r}, {exp!r}")
         self._exp[jti] = max(exp, self._exp.get(jti, exp))
+        if len(self._exp) > self.capacity:
+            ordered = sorted(self._exp.items(), key=lambda item: (item[1], item[0]))
+            for old, old_exp in ordered[:len(self._exp) - self.capacity]:
+                del self._exp[old]
+                self.floor = max(self.floor, old_exp)
 
     def expire(self, now_epoch: float) -> int:
-        """Forget jtis whose ``exp + retention_s`` is before ``now_epoch``; returns how many."""
-        gone = [jti for jti, exp in self._exp.items() if exp + self.retention_s < now_epoch]
-        for jti in gone:
-            del self._exp[jti]
-        return len(gone)
+        """Forgets nothing: the clock is not trusted for it (class docstring); returns 0.
+
+        Kept for callers that prune periodically (agent.command_handler)."""
+        return 0
 
     def to_records(self) -> List[Dict[str, Any]]:
         """JSON-ready ``[{"jti": ..., "exp": ...}]``, sorted by exp then jti."""
@@ -265,9 +278,9 @@ class SeenCommands:
 
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]], *,
-                     retention_s: float = RETENTION_S) -> "SeenCommands":
+                     capacity: int = SEEN_CAPACITY, floor: int = 0) -> "SeenCommands":
         """The inverse of :meth:`to_records`; raises ValueError on a bad record."""
-        store = cls(retention_s=retention_s)
+        store = cls(capacity=capacity, floor=floor)
         for record in records:
             if not isinstance(record, Mapping):
                 raise ValueError(f"replay-store record {record!r} is not an object")
@@ -336,7 +349,7 @@ class CommandPolicy:
             return _reject(WRONG_AUD, claims)
         if not now_epoch < exp:
             return _reject(EXPIRED, claims)
-        if self.seen.seen(jti):
+        if self.seen.seen(jti, exp):
             return _reject(REPLAYED, claims)
         self.seen.remember(jti, exp)
         if cmd not in self.allowed:

@@ -2,7 +2,10 @@
 
 The file is ``{state_dir}/seen-commands.json``::
 
-    {"version": 1, "seen": [{"jti": "…", "exp": 1764339471}, …]}
+    {"version": 2, "floor": 1764300000, "seen": [{"jti": "…", "exp": 1764339471}, …]}
+
+(``floor``: see :class:`agent.command_policy.SeenCommands`; a version-1 file, without
+it, is read with floor 0.)
 
 It is replaced atomically (write a temporary file, fsync, rename, fsync the directory),
 so a power cut leaves either the old or the new list, never half of one. Save *before*
@@ -21,19 +24,19 @@ from pathlib import Path
 from typing import Optional, Union
 
 from agent.durable import write_durably
-from agent.command_policy import RETENTION_S, SeenCommands
+from agent.command_policy import SEEN_CAPACITY, SeenCommands
 
 FILENAME = "seen-commands.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class CommandStore:
     """The file shell around :class:`agent.command_policy.SeenCommands`."""
 
     def __init__(self, state_dir: Union[str, "os.PathLike[str]"], *,
-                 retention_s: float = RETENTION_S) -> None:
+                 capacity: int = SEEN_CAPACITY) -> None:
         self.path = Path(state_dir) / FILENAME
-        self.retention_s = retention_s
+        self.capacity = capacity
         #: where a corrupt file was moved by the last :meth:`load`, if it was
         self.quarantined: Optional[Path] = None
 
@@ -46,22 +49,24 @@ class CommandStore:
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return SeenCommands(retention_s=self.retention_s)
+            return SeenCommands(capacity=self.capacity)
         try:
             doc = json.loads(raw.decode("utf-8"))
-            if not isinstance(doc, dict) or doc.get("version") != FORMAT_VERSION \
+            if not isinstance(doc, dict) or doc.get("version") not in (1, FORMAT_VERSION) \
                     or not isinstance(doc.get("seen"), list):
-                raise ValueError("not a version-1 replay store")
-            return SeenCommands.from_records(doc["seen"], retention_s=self.retention_s)
+                raise ValueError("not a version-1 or -2 replay store")
+            return SeenCommands.from_records(doc["seen"], capacity=self.capacity,
+                                             floor=doc.get("floor", 0))
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             aside = self.path.with_name(FILENAME + ".corrupt")
             os.replace(self.path, aside)
             self.quarantined = aside
-            return SeenCommands(retention_s=self.retention_s)
+            return SeenCommands(capacity=self.capacity)
 
     def save(self, seen: SeenCommands) -> None:
         """Atomically replace the file with ``seen``; durable when this returns."""
-        body = json.dumps({"version": FORMAT_VERSION, "seen": seen.to_records()},
+        body = json.dumps({"version": FORMAT_VERSION, "floor": seen.floor,
+                           "seen": seen.to_records()},
                           separators=(",", ":")).encode("utf-8")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_durably(self.path, body)

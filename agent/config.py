@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import yaml
+import yaml.reader
+from yaml.error import Mark
 
 from agent.config_reader import (Bad, ConfigProblems, MapReader, Node, Problem, Sink, as_blink,
                                  as_bool, as_choice, as_hhmm, as_int, as_number, as_path, as_pattern,
-                                 as_text, describe)
-from agent.config_schema import (ALGORITHMS, COMMON_SENSOR_KEYS, DEFAULT_ACTIVE,
+                                 as_text, check_nesting, describe)
+from agent.config_schema import (MAX_NAME_CHARS, MAX_TOPIC_PREFIX_BYTES, ALGORITHMS, COMMON_SENSOR_KEYS, DEFAULT_ACTIVE,
                                  DEFAULT_FLAPPING, DEFAULT_HEARTBEAT_S, DEFAULT_KEEPALIVE_S,
                                  DEFAULT_MAX_PAYLOAD_BYTES, MQTT_MAX_PAYLOAD,
                                  DEFAULT_PROTOCOL, DEFAULT_PULL, DEFAULT_STATE_DIR,
@@ -142,6 +144,8 @@ def parse_config(text: str, source: Path, *, environ: Optional[Mapping[str, str]
 
 
 def _compose(text: str, sink: Sink) -> Optional[Node]:
+    if not check_nesting(text, sink):
+        return None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -153,12 +157,25 @@ def _compose(text: str, sink: Sink) -> Optional[Node]:
             what += " (indent with spaces, not tabs)"
         sink.add(mark, "", f"YAML syntax error: {what}")
         return None
+    except yaml.reader.ReaderError as exc:    # a character YAML forbids, e.g. a NUL byte
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or " ")
+        name = " (a NUL byte)" if char == 0 else ""
+        sink.add(_mark_at(text, exc.position), "", f"character #x{char:04x}{name} is not "
+                 f"allowed in a YAML file; remove it")
+        return None
     except yaml.YAMLError as exc:
         sink.add(None, "", f"YAML error: {exc}")
         return None
     if root is None:
         sink.add(None, "", "the file is empty; start from config/example.yaml")
     return root
+
+
+def _mark_at(text: str, position: int) -> Mark:
+    """The line and column of a character offset (PyYAML's reader gives only the offset)."""
+    line = text.count("\n", 0, position)
+    column = position - (text.rfind("\n", 0, position) + 1)
+    return Mark("", position, line, column, "", 0)
 
 
 def _map(node: Node, path: str, sink: Sink, keys: Tuple[str, ...], **kw: Any) -> MapReader:
@@ -177,7 +194,11 @@ def _required_section(top: MapReader, key: str, sink: Sink, example: str) -> Opt
 
 
 def as_name(node: Node) -> str:
-    return as_pattern(NAME_PATTERN, NAME_RULE)(node)
+    name = as_pattern(NAME_PATTERN, NAME_RULE)(node)
+    if len(name) > MAX_NAME_CHARS:
+        raise Bad(f"is {len(name)} characters long; a name has at most {MAX_NAME_CHARS} "
+                  f"(it is part of every event's topic and claims)")
+    return name
 
 
 def as_pin(node: Node) -> int:
@@ -379,6 +400,10 @@ def as_topic_prefix(node: Node) -> str:
             or "//" in prefix:
         raise Bad(f"{prefix!r} is not a usable topic prefix: no '+', '#', empty levels, or "
                   f"leading '/' or '$' (e.g. homecare/gw-0001)")
+    size = len(prefix.encode("utf-8"))
+    if size > MAX_TOPIC_PREFIX_BYTES:
+        raise Bad(f"is {size} bytes long; a topic prefix has at most {MAX_TOPIC_PREFIX_BYTES} "
+                  f"(with /events/ and a sensor name it must fit brokers' topic limits)")
     return prefix
 
 

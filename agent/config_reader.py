@@ -28,6 +28,11 @@ T = TypeVar("T")
 Node = yaml.Node
 
 NULL_TAG = "tag:yaml.org,2002:null"
+#: deepest nesting of lists and mappings read; a config needs 4 levels, and PyYAML's
+#: composer recurses once per level, so a deeper file must be refused before it is built
+MAX_NESTING = 32
+#: a number with more digits than this is no setting of ours (and would overflow floats)
+MAX_DIGITS = 20
 _ENV_RE = re.compile(r"\$(?:\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -92,9 +97,48 @@ def scalar(node: Node) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         raise Bad(f"expected a single value, got {describe(node)}")
     try:
-        return SafeConstructor().construct_object(node, deep=True)
+        value = SafeConstructor().construct_object(node, deep=True)
     except yaml.YAMLError as exc:
         raise Bad(f"cannot read {node.value!r}: {getattr(exc, 'problem', exc)}") from None
+    except (ValueError, OverflowError) as exc:   # !!int abc, 2021-02-30, an hour of 25
+        raise Bad(f"cannot read {_short(node.value)!r} as {_tag_name(node)} ({exc}); "
+                  f"put it in quotes if you mean text") from None
+    if isinstance(value, int) and not isinstance(value, bool) and \
+            len(str(abs(value))) > MAX_DIGITS:
+        raise Bad(f"a number of {len(str(abs(value)))} digits is far too large for any setting")
+    return value
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _tag_name(node: Node) -> str:
+    kind = node.tag.rsplit(":", 1)[-1]
+    return {"int": "a whole number", "float": "a number", "timestamp": "a date",
+            "bool": "true or false"}.get(kind, kind)
+
+
+def check_nesting(text: str, sink: Sink, limit: int = MAX_NESTING) -> bool:
+    """False (and a problem at the spot) if lists and mappings nest deeper than ``limit``.
+
+    Runs PyYAML's event parser, which does not recurse, before the node tree is built."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+                depth += 1
+                if depth > limit:
+                    at = event.start_mark
+                    mark = None if at is None else Mark(at.name, at.index, at.line, at.column, "", 0)
+                    sink.add(mark, "", f"lists and mappings are nested more than "
+                             f"{limit} levels deep here; a config needs only a few")
+                    return False
+            elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        pass        # reported, with its position, when the file is composed
+    return True
 
 
 # --- converters: Node -> value, raising Bad ----------------------------------------

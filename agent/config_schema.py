@@ -25,6 +25,12 @@ MQTT_PROTOCOLS = ("3.1.1", "5")
 ALGORITHMS = ("EdDSA", "HS256")
 RESERVED_SENSOR_NAMES = ("agent",)
 MAX_BCM_PIN = 27
+#: longest device id or sensor name, and topic prefix (UTF-8 bytes). Both go into every
+#: topic, ``{prefix}/events/{name}``: 128 + 8 + 64 = 200 bytes stays under the strictest
+#: common broker limit (AWS IoT Core: 256-byte topics; MQTT itself allows 65,535), and a
+#: name is shown to people in care-centre screens, where 64 characters is already long.
+MAX_NAME_CHARS = 64
+MAX_TOPIC_PREFIX_BYTES = 128
 
 #: Keys every sensor has, whatever its kind.
 COMMON_SENSOR_KEYS = ("name", "kind", "pin", "pull", "active", "flapping")

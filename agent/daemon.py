@@ -9,6 +9,14 @@ and wires the pieces so that data flows one way:
 
 :meth:`Agent.close` undoes it in the safe order: stop taking edges, let the publisher
 flush for a few seconds, close the outbox cleanly.
+
+A reload (SIGHUP) must lose no edge (docs/spec.md §9), so the pins are never let go
+across it: :meth:`Agent.hand_over` (old agent, loop stopped) switches every input to
+*holding* its edges and gives the pins whose wiring is unchanged, and the state machines
+of sensors whose settings are unchanged, to the next :meth:`Agent.build`; the old agent
+then closes (its outbox and counters must be free before the new one opens them), and
+the new agent replays the held edges, in order and with their own timestamps, into its
+loop. An edge during the reload is late by the rebuild, never lost.
 """
 from __future__ import annotations
 
@@ -17,9 +25,11 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+import threading
+from typing import Any, Callable, Dict, List, Optional
 
 from agent import __version__
 from agent.care import CareRules, CareSettings, InactivitySettings, NightDoorSettings
@@ -32,7 +42,7 @@ from agent.counters import Counters
 from agent.delivery import WindowSettings
 from agent.events import clock_synchronised
 from agent.feedback import Feedback
-from agent.loop import AgentLoop, Stop
+from agent.loop import AgentLoop, Edge, StateMachine, Stop
 from agent.outbox import Outbox
 from agent.outbox_policy import OutboxLimits
 from agent.pipeline import AgentEvent, Clocks, OutboxSource, Recorder
@@ -47,6 +57,7 @@ from drivers.door import DoorContact
 from drivers.outputs import Buzzer, Led
 from drivers.pins import EdgeInput, make_pin_factory
 from drivers.smoke import SmokeDetector
+from drivers.events import SensorEvent
 from drivers.sos import SosButton
 
 log = logging.getLogger("agent")
@@ -100,6 +111,100 @@ def config_digest(config: Config) -> str:
         return "unknown"
 
 
+class EdgeRelay:
+    """The one sink of every input pin: forwards edges to a loop, or holds them.
+
+    Between two agents of a reload there is no loop to take edges; the relay keeps them
+    (in arrival order, each with its own timestamp) until the next loop is there. gpiozero
+    calls it from its own threads, hence the lock; forwarding is one queue put.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sink: Optional[Callable[[Edge], None]] = None
+        self._held: List[Edge] = []
+
+    def __call__(self, edge: Edge) -> None:
+        with self._lock:
+            if self._sink is None:
+                self._held.append(edge)
+            else:
+                self._sink(edge)
+
+    def hold(self, earlier: List[Edge]) -> None:
+        """Keep edges from now on; ``earlier`` ones (still queued for the old loop) go first."""
+        with self._lock:
+            self._sink = None
+            self._held[:0] = earlier
+
+    def forward_to(self, sink: Callable[[Edge], None]) -> int:
+        """Hand the held edges to ``sink``, then forward; returns how many were held."""
+        with self._lock:
+            held, self._held = self._held, []
+            for edge in held:
+                sink(edge)
+            self._sink = sink
+            return len(held)
+
+
+@dataclasses.dataclass
+class PinHandover:
+    """What a reloading agent gives the next one (see the module docstring)."""
+
+    relay: EdgeRelay
+    #: pins kept claimed, by sensor name (their wiring is unchanged)
+    inputs: Dict[str, EdgeInput]
+    #: state machines carried over, by sensor name (every setting unchanged)
+    machines: Dict[str, StateMachine]
+    #: the last level the old loop saw on each kept pin, and when: a new state machine on
+    #: a kept pin starts from there, so that the held edges follow its start
+    levels: Dict[str, bool]
+    at: float
+
+    def close(self) -> None:
+        """Release the kept pins (the next agent could not be built)."""
+        for pin in self.inputs.values():
+            pin.close()
+        self.inputs.clear()
+
+
+class _Resumed:
+    """A state machine that is already running: the new loop's ``start()`` only collects
+    what it reported at hand-over (nothing, for one carried over unchanged)."""
+
+    def __init__(self, machine: StateMachine, reported: List[SensorEvent]) -> None:
+        self.inner = machine
+        self._reported = reported
+
+    def start(self, level: bool, now: float) -> List[SensorEvent]:
+        out, self._reported = self._reported, []
+        return out
+
+    def edge(self, level: bool, now: float) -> List[SensorEvent]:
+        return self.inner.edge(level, now)
+
+    def advance(self, now: float) -> List[SensorEvent]:
+        return self.inner.advance(now)
+
+    def next_deadline(self) -> Optional[float]:
+        return self.inner.next_deadline()
+
+    @property
+    def raw(self) -> bool:
+        return self.inner.raw
+
+    @property
+    def state(self) -> str:
+        return self.inner.state
+
+    def __getattr__(self, name: str) -> Any:   # flapping, name, ... of the real machine
+        return getattr(self.inner, name)
+
+
+def _unwrapped(machine: StateMachine) -> StateMachine:
+    return machine.inner if isinstance(machine, _Resumed) else machine
+
+
 class Agent:
     """A running agent: pins, state machines, outbox, publisher and the loop that owns them."""
 
@@ -110,12 +215,14 @@ class Agent:
         self.outbox: Outbox
         self.counters: Counters
         self.inputs: Dict[str, EdgeInput] = {}
+        self.relay = EdgeRelay()
         self.feedback: Feedback
         self.commands: Optional[CommandHandler] = None
         self.commands_disabled_because: Optional[str] = None
         self.notifier: Notifier
         self._clock: Callable[[], float] = time.monotonic
         self._wall: Callable[[], float] = time.time
+        self._synced: Callable[[], bool] = clock_synchronised
         self._status_written = ""
         self._status_due = 0.0
         self._closed = False
@@ -125,11 +232,29 @@ class Agent:
               clock: Callable[[], float] = time.monotonic,
               wall: Callable[[], float] = time.time,
               synced: Callable[[], bool] = clock_synchronised,
-              notifier: Optional[Notifier] = None) -> "Agent":
+              notifier: Optional[Notifier] = None,
+              handover: Optional[PinHandover] = None) -> "Agent":
+        """``handover``: from the agent being replaced (:meth:`hand_over`); its pins,
+        state machines and held edges are taken over. If the build fails, its pins are
+        released."""
+        try:
+            return cls._build(config, pin_factory=pin_factory, clock=clock, wall=wall,
+                              synced=synced, notifier=notifier, handover=handover)
+        except BaseException:
+            if handover is not None:
+                handover.close()
+            raise
+
+    @classmethod
+    def _build(cls, config: Config, *, pin_factory: Any, clock: Callable[[], float],
+               wall: Callable[[], float], synced: Callable[[], bool],
+               notifier: Optional[Notifier], handover: Optional[PinHandover]) -> "Agent":
         self = cls()
+        if handover is not None:
+            self.relay = handover.relay
         self.config = config
         self.notifier = notifier or Notifier.from_environ()
-        self._clock, self._wall = clock, wall
+        self._clock, self._wall, self._synced = clock, wall, synced
         # 1. everything that can be refused, before any GPIO is touched
         signer = Signer.from_file(config.signing.key_file, algorithm=config.signing.algorithm,
                                   kid=config.signing.kid)
@@ -175,7 +300,8 @@ class Agent:
             self.counters.close()
             raise
         try:
-            self._build_rest(config, signer, password, policy, care, pin_factory, synced)
+            self._build_rest(config, signer, password, policy, care, pin_factory, synced,
+                             handover)
         except BaseException:
             self.close(flush_timeout_s=0.0)
             raise
@@ -183,7 +309,7 @@ class Agent:
 
     def _build_rest(self, config: Config, signer: Signer, password: Optional[str],
                     policy: Any, care: Optional[CareRules], pin_factory: Any,
-                    synced: Callable[[], bool]) -> None:
+                    synced: Callable[[], bool], handover: Optional[PinHandover]) -> None:
         clock, wall = self._clock, self._wall
         link = link_settings(config, password)
         if policy is None:
@@ -205,12 +331,23 @@ class Agent:
             if outs.buzzer else None,
             led=Led(outs.led.pin, active=outs.led.active, pin_factory=factory) if outs.led else None,
             patterns=outs.patterns)
-        machines = {}
+        kept = handover.inputs if handover is not None else {}
+        machines: Dict[str, StateMachine] = {}
         for sensor in config.sensors:
+            carried = handover.machines.get(sensor.name) if handover is not None else None
+            if carried is not None:
+                machines[sensor.name] = _Resumed(carried, [])
+                continue
             flapping = None if sensor.flapping is None else FlappingPolicy(
                 sensor.flapping.max_edges, sensor.flapping.window_s, sensor.flapping.quiet_s)
-            machines[sensor.name] = _MACHINES[sensor.kind](sensor.name, flapping=flapping,
-                                                           **sensor.timing())
+            machine = _MACHINES[sensor.kind](sensor.name, flapping=flapping, **sensor.timing())
+            if handover is not None and sensor.name in kept:
+                # new settings on a pin that stayed claimed: start where the old loop left
+                # off, so that the held edges come after the start and count
+                machines[sensor.name] = _Resumed(machine, machine.start(
+                    handover.levels[sensor.name], handover.at))
+            else:
+                machines[sensor.name] = machine
         if policy is not None:
             self.commands = CommandHandler(policy[0], policy[1], _Actions(self), wall=wall)
         started = {"boot": self.counters.boot, "config_digest": config_digest(config),
@@ -224,10 +361,17 @@ class Agent:
             care=care, commands=self.commands, feedback=self.feedback,
             watchdog=self.notifier, watchdog_s=self.notifier.watchdog_interval_s,
             on_turn=self._write_status, started_data=started)
+        for sensor in config.sensors:       # kept pins first: the loop reads every one at start
+            if sensor.name in kept:
+                self.inputs[sensor.name] = kept.pop(sensor.name)
+        held = self.relay.forward_to(self.loop.submit_edge)
+        if held:
+            log.info("reload: %d edge(s) seen during the reload go to the new loop", held)
         for sensor in config.sensors:
-            self.inputs[sensor.name] = EdgeInput(
-                sensor.name, sensor.pin, pull=sensor.pull, active=sensor.active,
-                sink=self.loop.submit_edge, clock=clock, pin_factory=factory)
+            if sensor.name not in self.inputs:
+                self.inputs[sensor.name] = EdgeInput(
+                    sensor.name, sensor.pin, pull=sensor.pull, active=sensor.active,
+                    sink=self.relay, clock=clock, pin_factory=factory)
 
     # --- running ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -247,6 +391,49 @@ class Agent:
     def run(self) -> Stop:
         self.start()
         return self.loop.run()
+
+    def hand_over(self, config: Config) -> PinHandover:
+        """Before a reload to ``config``, with this agent's loop stopped: hold every edge
+        and give away the pins (and state machines) the next agent can keep (module
+        docstring). Call :meth:`close` next, then ``Agent.build(config, handover=...)``."""
+        loop = self.loop
+        queued: List[Edge] = []
+        while True:          # edges that reached the old loop's queue after its last turn
+            try:
+                kind, body = loop.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "edge":
+                queued.append(body)
+        self.relay.hold(queued)
+        loop.accepting_edges = False
+        old = {s.name: s for s in self.config.sensors}
+        handover = PinHandover(self.relay, {}, {}, {}, self._clock())
+        for sensor in config.sensors:
+            before = old.get(sensor.name)
+            if before is None or sensor.name not in self.inputs or \
+                    (before.pin, before.pull, before.active) != \
+                    (sensor.pin, sensor.pull, sensor.active):
+                continue       # new or rewired: this agent releases it, the next claims it
+            handover.inputs[sensor.name] = self.inputs.pop(sensor.name)
+            machine = loop.machines[sensor.name]
+            handover.levels[sensor.name] = machine.raw
+            if before == sensor:
+                handover.machines[sensor.name] = _unwrapped(machine)
+        return handover
+
+    def replace(self, config: Config, *, flush_timeout_s: float,
+                pin_factory: Any = None) -> "Agent":
+        """The reload (docs/spec.md §9), with this agent's loop stopped: hand over, close
+        (flushing for ``flush_timeout_s``), build the next agent on ``config``."""
+        handover = self.hand_over(config)
+        try:
+            self.close(flush_timeout_s)
+        except BaseException:
+            handover.close()
+            raise
+        return Agent.build(config, pin_factory=pin_factory, clock=self._clock, wall=self._wall,
+                           synced=self._synced, notifier=self.notifier, handover=handover)
 
     def close(self, flush_timeout_s: float = 3.0) -> bool:
         """Stop taking edges, flush for up to ``flush_timeout_s``, close the outbox.

@@ -4,7 +4,8 @@ password, TLS client key.
 A secret file is refused at start — :class:`agent.errors.SecretFileError`, exit
 status 1 — when it is missing, is a symlink or not a regular file, is owned by a
 user other than the one the agent runs as, or can be read or written by its
-group or by others (``mode & 0o077``). Every message ends with the command that
+group or by others (``mode & 0o077``), or is larger than :data:`MAX_SECRET_BYTES`
+(never read whole). Every message ends with the command that
 fixes it, e.g. ``run: chmod 600 /etc/homecare-agent/device-key.pem``.
 
 Public keys and CA files are not secret and are not checked here.
@@ -29,6 +30,10 @@ from typing import Union
 from agent.errors import SecretFileError
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: largest secret file accepted, in bytes: a PEM key (RSA 4096 included) or a password is
+#: a few KB at most, so anything bigger is the wrong file, and is not read into memory
+MAX_SECRET_BYTES = 65536
 
 
 def _user_name(uid: int) -> str:
@@ -56,6 +61,11 @@ def _check_stat(st: os.stat_result, path: str, what: str) -> None:
     if not stat.S_ISREG(st.st_mode):
         raise SecretFileError(f"{what} {path} is not a regular file",
                               hint="point the config at the key file itself")
+    if st.st_size > MAX_SECRET_BYTES:
+        raise SecretFileError(
+            f"{what} {path} is {st.st_size} bytes; a secret file (key or password) is at "
+            f"most {MAX_SECRET_BYTES} bytes", hint="check that the config names the key or "
+            "password file itself, not an archive, a log or a disk image")
     if _in_credentials_directory(path):
         return
     euid = os.geteuid()
@@ -106,11 +116,17 @@ def read_secret_file(path: PathLike, *, what: str) -> bytes:
     try:
         _check_stat(os.fstat(fd), text, what)
         chunks = []
-        while True:
-            chunk = os.read(fd, 65536)
+        size = 0
+        while size <= MAX_SECRET_BYTES:     # the file may grow after the fstat: bound the read
+            chunk = os.read(fd, MAX_SECRET_BYTES + 1 - size)
             if not chunk:
                 break
             chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_SECRET_BYTES:
+            raise SecretFileError(f"{what} {text} grew past {MAX_SECRET_BYTES} bytes while "
+                                  f"being read; a secret file (key or password) is at most "
+                                  f"{MAX_SECRET_BYTES} bytes", hint="check what writes to it")
         return b"".join(chunks)
     finally:
         os.close(fd)

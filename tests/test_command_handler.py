@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import jwt
 import pytest
@@ -52,7 +52,8 @@ def token(cmd: str = "ping", **over: Any) -> bytes:
     return jwt.encode(claims, CLOUD_KEY, algorithm="EdDSA", headers={"typ": TYP}).encode()
 
 
-def make_handler(folder: Path, limit: int = 30) -> CommandHandler:
+def make_handler(folder: Path, limit: int = 30,
+                 wall: Callable[[], float] = lambda: WALL) -> CommandHandler:
     key_file = folder / "cloud-public.pem"
     key_file.write_bytes(CLOUD_KEY.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
@@ -61,7 +62,7 @@ def make_handler(folder: Path, limit: int = 30) -> CommandHandler:
     policy = CommandPolicy(device_id=DEVICE, algorithm="EdDSA",
                            verify_signature=load_command_verifier("EdDSA", key_file),
                            seen=store.load())
-    return CommandHandler(policy, store, RecordingActions(store.path), wall=lambda: WALL,
+    return CommandHandler(policy, store, RecordingActions(store.path), wall=wall,
                           limiter=RejectionLimiter(limit=limit, window_s=60.0))
 
 
@@ -94,6 +95,49 @@ def test_replay_survives_a_restart(tmp_path: Path) -> None:
     [event] = second.handle(token("locate", jti="once"), 2.0)
     assert event.type == "command.rejected" and event.data["reason"] == "replayed"
     assert second.actions.acts == []  # type: ignore[attr-defined]
+
+
+DAY = 86400.0
+
+
+class WallClock:
+    """The agent's injected wall clock, set by the test (no real clock is touched)."""
+
+    def __init__(self) -> None:
+        self.now = WALL
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def reason(events: List[Any]) -> Optional[str]:
+    [event] = events
+    return None if event.type == "command.done" else str(event.data["reason"])
+
+
+def test_no_replay_when_the_clock_steps_back_30_days_after_two(tmp_path: Path) -> None:
+    wall = WallClock()
+    command = token("locate", jti="once")
+    assert reason(make_handler(tmp_path, wall=wall).handle(command, 1.0)) is None
+    wall.now = WALL + 2 * DAY          # two days on: the periodic clean-up runs, then a power cut
+    make_handler(tmp_path, wall=wall).advance(2.0)
+    wall.now = WALL - 30 * DAY         # no RTC: the Pi starts a month behind
+    again = make_handler(tmp_path, wall=wall)
+    assert reason(again.handle(command, 3.0)) == "replayed"
+
+
+def test_no_replay_after_one_start_with_the_clock_at_2099(tmp_path: Path) -> None:
+    wall = WallClock()
+    command = token("locate", jti="once")
+    assert reason(make_handler(tmp_path, wall=wall).handle(command, 1.0)) is None
+    wall.now = 4_080_000_000.0         # 2099: one start with a wrong clock
+    make_handler(tmp_path, wall=wall).advance(2.0)
+    wall.now = WALL + 10               # the clock is put right; the command is replayed
+    again = make_handler(tmp_path, wall=wall)
+    assert reason(again.handle(command, 3.0)) == "replayed"
+    # and commands are not left unusable: a new one is obeyed
+    assert reason(again.handle(token("ping", jti="new", iat=int(WALL) + 5,
+                                     exp=int(WALL) + 305), 4.0)) is None
 
 
 def test_rejections_do_nothing_and_are_counted(handler: CommandHandler) -> None:

@@ -380,3 +380,15 @@ def test_policy_module_stays_sans_io() -> None:
     imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     forbidden = {"jwt", "cryptography", "time", "threading", "sqlite3", "socket", "os", "paho", "gpiozero"}
     assert not imported & forbidden, imported & forbidden
+
+
+def test_a_command_the_full_store_forgot_is_still_refused_as_replayed(
+        verifier: CommandVerifier) -> None:
+    policy = CommandPolicy(device_id=DEVICE, algorithm="EdDSA", verify_signature=verifier,
+                           seen=SeenCommands(capacity=1))
+    first = pyjwt_token(claims(jti="first", exp=NOW + 100))
+    assert policy.check(first, NOW).accepted
+    assert policy.check(pyjwt_token(claims(jti="second", exp=NOW + 200)), NOW).accepted
+    assert not policy.seen.seen("first")                 # forgotten to make room ...
+    assert policy.check(first, NOW).reason == "replayed"  # ... and still refused
+    assert policy.check(pyjwt_token(claims(jti="third", exp=NOW + 300)), NOW).accepted

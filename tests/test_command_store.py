@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.command_policy import RETENTION_S, RejectionLimiter, SeenCommands
+from agent.command_policy import RejectionLimiter, SeenCommands
 from agent.command_store import FILENAME, CommandStore
 
 EXP = 1_764_340_000
@@ -15,32 +15,30 @@ EXP = 1_764_340_000
 
 # ------------------------------------------------------------ SeenCommands
 
-def test_jti_is_kept_until_exp_has_passed_plus_retention() -> None:
-    seen = SeenCommands(retention_s=0)
-    seen.remember("a", EXP)
-    seen.remember("b", EXP + 100)
-    assert seen.expire(EXP - 1) == 0 and seen.expire(EXP) == 0  # not passed yet at exp itself
-    assert seen.seen("a") and seen.seen("b")
-    assert seen.expire(EXP + 0.5) == 1
-    assert not seen.seen("a") and seen.seen("b")
-    assert seen.expire(EXP + 101) == 1 and len(seen) == 0
-
-
-def test_default_retention_covers_a_clock_that_steps_back() -> None:
+def test_the_clock_never_makes_the_store_forget() -> None:
     seen = SeenCommands()
     seen.remember("a", EXP)
-    seen.expire(EXP + RETENTION_S - 1)
-    assert seen.seen("a")
-    seen.expire(EXP + RETENTION_S + 1)
-    assert not seen.seen("a")
+    for now in (EXP + 2 * 86400, 4_080_000_000, 0):      # days on, 2099, 1970
+        assert seen.expire(now) == 0
+    assert seen.seen("a") and seen.floor == 0
+
+
+def test_a_full_store_forgets_the_lowest_exp_and_refuses_at_or_below_it() -> None:
+    seen = SeenCommands(capacity=3)
+    for i, jti in enumerate("abcd"):
+        seen.remember(jti, EXP + 10 * i)
+    assert len(seen) == 3 and seen.floor == EXP                 # "a" went, the floor is its exp
+    assert seen.seen("a", EXP)                                  # forgotten, still refused
+    assert seen.seen("x", EXP - 100) and seen.seen("x", EXP)    # may have been forgotten
+    assert not seen.seen("x", EXP + 1)                          # newer than anything forgotten
+    assert seen.seen("b") and seen.seen("d")
 
 
 def test_remember_keeps_the_later_exp_and_checks_types() -> None:
-    seen = SeenCommands(retention_s=0)
+    seen = SeenCommands(capacity=1)
     seen.remember("a", EXP + 50)
     seen.remember("a", EXP)
-    seen.expire(EXP + 10)
-    assert seen.seen("a")
+    assert seen.seen("a") and seen.to_records() == [{"jti": "a", "exp": EXP + 50}]
     for jti, exp in (("", EXP), ("x", True), ("x", 1.5), (3, EXP)):
         with pytest.raises(ValueError):
             seen.remember(jti, exp)  # type: ignore[arg-type]
@@ -76,16 +74,21 @@ def test_store_survives_reload(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == [FILENAME]  # no temporary file left
 
 
-def test_expired_entries_are_gone_after_save_and_reload(tmp_path: Path) -> None:
-    store = CommandStore(tmp_path, retention_s=0)
+def test_floor_and_capacity_survive_save_and_reload(tmp_path: Path) -> None:
+    store = CommandStore(tmp_path, capacity=1)
     seen = store.load()
     seen.remember("old", EXP)
     seen.remember("new", EXP + 600)
-    seen.expire(EXP + 1)
     store.save(seen)
     again = store.load()
-    assert not again.seen("old") and again.seen("new")
-    assert again.retention_s == 0
+    assert not again.seen("old") and again.seen("old", EXP) and again.seen("new")
+    assert (again.floor, again.capacity) == (EXP, 1)
+
+
+def test_a_version_1_file_still_loads(tmp_path: Path) -> None:
+    (tmp_path / FILENAME).write_text(json.dumps({"version": 1, "seen": [{"jti": "a", "exp": EXP}]}))
+    again = CommandStore(tmp_path).load()
+    assert again.seen("a") and again.floor == 0
 
 
 def test_save_replaces_atomically(tmp_path: Path) -> None:
@@ -100,8 +103,9 @@ def test_save_replaces_atomically(tmp_path: Path) -> None:
     assert store.load().seen("b")
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b"[]", b'{"version": 2, "seen": []}',
-                                     b'{"version": 1, "seen": [{"jti": "", "exp": 1}]}'])
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b"[]", b'{"version": 3, "seen": []}',
+                                     b'{"version": 1, "seen": [{"jti": "", "exp": 1}]}',
+                                     b'{"version": 2, "floor": "high", "seen": []}'])
 def test_corrupt_file_is_quarantined(tmp_path: Path, content: bytes) -> None:
     (tmp_path / FILENAME).write_bytes(content)
     store = CommandStore(tmp_path)
@@ -115,7 +119,8 @@ def test_corrupt_file_is_quarantined(tmp_path: Path, content: bytes) -> None:
 def test_save_creates_state_dir(tmp_path: Path) -> None:
     store = CommandStore(tmp_path / "state" / "sub")
     store.save(SeenCommands())
-    assert json.loads((tmp_path / "state" / "sub" / FILENAME).read_text()) == {"version": 1, "seen": []}
+    assert json.loads((tmp_path / "state" / "sub" / FILENAME).read_text()) == {"version": 2, "floor": 0,
+                                                                          "seen": []}
     assert os.path.isdir(tmp_path / "state" / "sub")
 
 

@@ -125,6 +125,31 @@ BROKEN = [
      "MQTT 3.1.1 sends a password only with a user name"),
     ("night-empty", BASE + "care:\n  night_door: {from: \"06:00\", to: \"06:00\"}\n", 8,
      "care.night_door.to", "the night would be empty"),
+    # values PyYAML itself cannot build, or builds too big (issue 11: these were tracebacks)
+    ("400-digit-int", BASE + "heartbeat_s: " + "9" * 400 + "\n", 7, "heartbeat_s",
+     "400 digits is far too large"),
+    ("400-digit-number", BASE + "buffer: {max_mb: " + "9" * 400 + "}\n", 7, "buffer.max_mb",
+     "400 digits"),
+    ("int-tag-on-text", BASE + "heartbeat_s: !!int abc\n", 7, "heartbeat_s",
+     "cannot read 'abc' as a whole number"),
+    ("impossible-date", BASE + "state_dir: 2021-02-30\n", 7, "state_dir",
+     "cannot read '2021-02-30' as a date"),
+    ("hour-25-timestamp", BASE + "state_dir: 2021-02-01 25:00:00\n", 7, "state_dir",
+     "hour must be in 0..23"),
+    ("hour-25-care-time", BASE + "care:\n  night_door: {from: \"25:00\"}\n", 8,
+     "care.night_door.from", "is not a time of day"),
+    ("10000-nested-lists", BASE + "bogus: " + "[" * 10000 + "]" * 10000 + "\n", 7, "",
+     "nested more than 32 levels"),
+    ("10000-nested-maps", BASE + "bogus: " + "{a: " * 10000 + "1" + "}" * 10000 + "\n", 7, "",
+     "nested more than 32 levels"),
+    ("nul-byte", BASE + "heartbeat_s: 30\x00\n", 7, "", "#x0000 (a NUL byte) is not allowed"),
+    # names go into every topic: bounded so that an event can always be delivered
+    ("70000-char-sensor-name", BASE.replace("name: sos", "name: " + "s" * 70000), 4,
+     "sensors[0].name", "a name has at most 64"),
+    ("65-char-device-id", BASE.replace("id: gw-1", "id: " + "g" * 65), 2, "device.id",
+     "is 65 characters long"),
+    ("long-topic-prefix", BASE + "  topic_prefix: " + "p" * 129 + "\n", 7, "mqtt.topic_prefix",
+     "is 129 bytes long; a topic prefix has at most 128"),
 ]
 
 
@@ -303,6 +328,20 @@ def test_validate_cli_ok_and_errors(tmp_path: Path) -> None:
     ]
     missing = run_cli("validate", "--config", str(tmp_path / "none.yaml"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+@pytest.mark.parametrize("tail", ["heartbeat_s: " + "9" * 400, "heartbeat_s: !!int abc",
+                                  "state_dir: 2021-02-30", "bogus: " + "[" * 10000 + "]" * 10000,
+                                  "heartbeat_s: 30\x00"])
+def test_validate_cli_reports_unreadable_values_with_file_line_col(tmp_path: Path,
+                                                                   tail: str) -> None:
+    bad_file = tmp_path / "bad.yaml"
+    bad_file.write_text(BASE + tail + "\n")
+    bad = run_cli("validate", "--config", str(bad_file))
+    assert bad.returncode == 2, bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert bad.stderr.startswith(f"{bad_file}:7:"), bad.stderr
+    assert len(bad.stderr.splitlines()) == 1, bad.stderr
 
 
 def test_output_patterns_default_and_configured() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import SecretFileError
-from agent.secretfiles import check_secret_file, read_secret_file
+from agent.secretfiles import MAX_SECRET_BYTES, check_secret_file, read_secret_file
 
 
 @pytest.fixture
@@ -91,3 +91,23 @@ def test_systemd_credentials_directory_is_trusted_for_owner_and_mode(tmp_path, m
     import pytest as _pytest
     with _pytest.raises(SecretFileError, match="chmod 600"):
         read_secret_file(outside, what="mqtt.password_file")
+
+
+@pytest.mark.parametrize("size", [MAX_SECRET_BYTES + 1, 512 * 1024 * 1024])
+def test_an_oversized_secret_file_is_refused_without_reading_it(tmp_path: Path, size: int) -> None:
+    big = tmp_path / "mqtt-password"
+    with open(big, "wb") as f:
+        f.truncate(size)                    # sparse: no real disk space for 512 MB
+    os.chmod(big, 0o600)
+    for check in (check_secret_file, read_secret_file):
+        with pytest.raises(SecretFileError) as info:
+            check(big, what="mqtt.password_file")
+        assert f"{size} bytes" in info.value.message and "at most" in info.value.message
+        assert "mqtt.password_file" in info.value.message
+
+
+def test_a_secret_file_of_the_largest_size_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "tls-key.pem"
+    path.write_bytes(b"k" * MAX_SECRET_BYTES)
+    os.chmod(path, 0o600)
+    assert len(read_secret_file(path, what="mqtt.tls.key_file")) == MAX_SECRET_BYTES

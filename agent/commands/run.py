@@ -2,7 +2,8 @@
 
 SIGTERM (and Ctrl-C): stop taking edges, flush for a few seconds, close the outbox,
 exit 0. SIGHUP: read the config again; if it is valid, rebuild the agent with it, else
-log every problem and keep running with the old one. The signal handlers only leave a
+log every problem and keep running with the old one. A rebuild keeps the pins claimed
+and holds their edges for the new agent (docs/spec.md §9, :meth:`Agent.hand_over`). The signal handlers only leave a
 note and wake the loop; all the work happens here, outside them.
 """
 from __future__ import annotations
@@ -20,6 +21,9 @@ log = logging.getLogger("agent")
 
 #: how long SIGTERM waits for unacknowledged events before closing the outbox
 FLUSH_ON_STOP_S = 3.0
+#: how long a reload waits for them: not at all. They stay in the outbox and the new
+#: agent sends them at once; waiting would only hold back the edges seen meanwhile.
+FLUSH_ON_RELOAD_S = 0.0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -52,8 +56,8 @@ def serve(config: Config, path: str, *, pin_factory: object = None) -> int:
     signal.signal(signal.SIGTERM, signals.on_term)
     signal.signal(signal.SIGINT, signals.on_term)
     signal.signal(signal.SIGHUP, signals.on_hup)
+    agent = Agent.build(config, pin_factory=pin_factory)
     while True:
-        agent = Agent.build(config, pin_factory=pin_factory)
         signals.agent = agent
         new_config: Optional[Config] = None
         try:
@@ -63,15 +67,19 @@ def serve(config: Config, path: str, *, pin_factory: object = None) -> int:
                          config.mqtt.port)
                 agent.start()
                 new_config = _run_until_stop(agent, path, signals)
-        finally:
+        except BaseException:
             signals.agent = None
+            agent.close(flush_timeout_s=FLUSH_ON_STOP_S)
+            raise
+        signals.agent = None
+        if new_config is None or signals.terminate:
             flushed = agent.close(flush_timeout_s=FLUSH_ON_STOP_S)
-        if new_config is not None and not signals.terminate:
-            log.info("config reloaded from %s", path)
-            config = new_config
-            continue
-        log.info("stopped%s", "" if flushed else "; undelivered events stay in the outbox")
-        return 0
+            log.info("stopped%s", "" if flushed else "; undelivered events stay in the outbox")
+            return 0
+        agent = agent.replace(new_config, flush_timeout_s=FLUSH_ON_RELOAD_S,
+                              pin_factory=pin_factory)
+        log.info("config reloaded from %s", path)
+        config = new_config
 
 
 def _run_until_stop(agent: Any, path: str, signals: _Signals) -> Optional[Config]:
