@@ -48,6 +48,13 @@ from costing one fsync per PUBACK.
 Row ids are never reused (``AUTOINCREMENT``), so an ``ack`` for a row that was evicted
 while in flight cannot delete a newer row.
 
+A full disk (docs/spec.md §6, version 2): the free-disk floor drops only normal rows
+(``agent.outbox_policy``). Under the floor each commit is followed by a WAL checkpoint,
+so the WAL does not hold the last megabytes. When a write really fails for lack of
+space, the owner checkpoints and retries; if the group stores an alarm, it then lets go
+of ``outbox.sqlite3-reserve`` (kept so that even the deletes have room), evicts the
+oldest rows (normal first, then critical) for twice as many bytes each try, and retries.
+
 Damaged content (docs/spec.md §6): a sound file can still hold a row that cannot be an
 event (an empty or TEXT payload, a negative ``seq``, a value of the wrong type: a bit
 flip or a hand edit passes ``quick_check``). Every row is checked when read — all of them
@@ -82,7 +89,8 @@ from typing import (Any, Callable, Dict, Generator, Iterable, List, Optional, Se
 
 from agent.errors import OutboxError
 from agent.outbox_file import QuarantineInfo, checkpoint_and_close, open_checked
-from agent.outbox_policy import EvictionReport, OutboxLimits, Totals, plan_eviction, row_size
+from agent.outbox_policy import (EvictionReport, OutboxLimits, Totals, plan_eviction, plan_room,
+                                 row_size)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -220,6 +228,8 @@ class _Request:
     future: "Future[Any]" = field(default_factory=Future)
     #: False for acks and reads: their group may commit without an fsync (module docs)
     durable: bool = True
+    #: accounted bytes of a put holding a critical row: what a full disk must make room for
+    alarm_bytes: int = 0
 
 
 class Outbox:
@@ -276,7 +286,9 @@ class Outbox:
                    settles: Optional[EvictionReport] = None) -> "Future[PutResult]":
         """Like :meth:`put`, without waiting; the future resolves after the commit."""
         batch = tuple(rows)
-        return self._owner.submit(lambda conn: self._owner.do_put(conn, batch, settles))
+        alarm_bytes = sum(r.size for r in batch) if any(r.critical for r in batch) else 0
+        return self._owner.submit(lambda conn: self._owner.do_put(conn, batch, settles),
+                                  alarm_bytes=alarm_bytes)
 
     def ack(self, row_ids: Iterable[int], *, timeout: Optional[float] = None) -> int:
         """Delete delivered rows; returns how many were still there (evicted ones are not)."""
@@ -495,13 +507,15 @@ class _Owner(threading.Thread):
         self.commits = 0
         self.damage_found = 0
         self.measured_free: Optional[int] = None
+        self.room_evicted: Optional[EvictionReport] = None  # by _make_room, this group
+        self.reserve = Path(f"{path}-reserve")
         self._lock = threading.Lock()
         self._conn: Optional[sqlite3.Connection] = None
         self._synchronous = "FULL"  # what outbox_file.connect() set
 
     def submit(self, fn: Callable[[sqlite3.Connection], T], *,
-               durable: bool = True) -> "Future[T]":
-        request = _Request(fn, durable=durable)
+               durable: bool = True, alarm_bytes: int = 0) -> "Future[T]":
+        request = _Request(fn, durable=durable, alarm_bytes=alarm_bytes)
         with self._lock:
             if self.closed:
                 raise OutboxError(f"the outbox {self.path} is closed",
@@ -527,6 +541,7 @@ class _Owner(threading.Thread):
                 self.closed = True
             self.opened.set_exception(exc)
             return
+        self._keep_reserve()
         self.opened.set_result(None)
         conn = self._conn
         try:
@@ -560,6 +575,17 @@ class _Owner(threading.Thread):
         start = self.state.copy()
         try:
             outcomes = self._transaction(conn, group)
+            attempt, self.room_evicted = 0, None
+            while attempt < _ROOM_ATTEMPTS and _disk_full(outcomes):
+                attempt += 1
+                self.state.grown, self.state.free_disk = 0, None
+                if not self._make_room(conn, group, attempt):
+                    break
+                outcomes = self._transaction(conn, group)
+            if self.room_evicted is not None:
+                outcomes = self._with_room_evictions(group, outcomes)
+            if attempt > 1:
+                self._keep_reserve()
         except BaseException as exc:  # a bug or a broken connection: nobody may hang
             _rollback(conn)
             self.state = start
@@ -603,7 +629,76 @@ class _Owner(threading.Thread):
             _rollback(conn)
             return [(False, exc)] * len(group)
         self.commits += 1
+        if self.measured_free is not None and self.measured_free < self.limits.min_free_bytes:
+            # under the floor, the WAL must not hold the space: the default auto-checkpoint
+            # lets it grow to 4 MB, which filled a card with 2 MB free after ~80 alarms
+            _checkpoint(conn)
         return outcomes
+
+    def _make_room(self, conn: sqlite3.Connection, group: List[_Request], attempt: int) -> bool:
+        """A write failed for lack of space (docs/spec.md §6): first give back the WAL's
+        space (it can hold megabytes of old frames); if that was not enough and the group
+        stores an alarm, the oldest rows give way (normal first, then critical), twice as
+        many bytes each attempt. False when nothing more can be done."""
+        if attempt > 1:
+            needed = sum(r.alarm_bytes for r in group) << (attempt - 2)
+            if needed <= 0:
+                return False
+            # the reserve file gives the deletes their WAL frames on a disk with 0 bytes free
+            _unlink(self.reserve)
+            if not self._evict_for_room(conn, needed):
+                return False
+        _checkpoint(conn)
+        return True
+
+    def _keep_reserve(self) -> None:
+        """(Re)create the reserve file beside the outbox, if there is room for it."""
+        if self.reserve.exists():
+            return
+        try:
+            with open(self.reserve, "wb") as f:
+                f.write(b"\0" * _RESERVE_BYTES)  # written, not sparse: the blocks are held
+        except OSError:
+            _unlink(self.reserve)
+
+    def _with_room_evictions(self, group: List[_Request],
+                             outcomes: List[Tuple[bool, Any]]) -> List[Tuple[bool, Any]]:
+        """Tell the first alarm put what gave way for it (the loop reports evictions it
+        learns of from a put's result)."""
+        out = list(outcomes)
+        for i, (request, (ok, value)) in enumerate(zip(group, outcomes)):
+            if ok and request.alarm_bytes and isinstance(value, PutResult):
+                out[i] = (True, replace(value, evicted=_merged(value.evicted, self.room_evicted)))
+                break
+        self.room_evicted = None
+        return out
+
+    def _evict_for_room(self, conn: sqlite3.Connection, needed: int) -> bool:
+        before = self.state.copy()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            normal, critical = _sizes(conn, False), _sizes(conn, True)
+            try:
+                plan = plan_room(needed, oldest_normal=normal, oldest_critical=critical)
+            finally:
+                normal.close()
+                critical.close()
+            if not plan:
+                _rollback(conn)
+                return False
+            evicted = EvictionReport.from_seqs(self._evict(conn, False, plan.normal),
+                                               self._evict(conn, True, plan.critical))
+            if evicted is not None:
+                self._count_evictions(conn, evicted)
+            conn.execute("COMMIT")
+            self.room_evicted = _merged(evicted, self.room_evicted)
+        except sqlite3.Error:  # not even a delete fits: the put fails, the caller keeps it
+            _rollback(conn)
+            self.state = before
+            return False
+        log.error("outbox %s: the disk is full; %s gave way to newer alarms", self.path,
+                  evicted)
+        return True
 
     def _fail_leftovers(self) -> None:
         while True:
@@ -693,16 +788,21 @@ class _Owner(threading.Thread):
                                            self._evict(conn, True, plan.critical))
         pending = state.pending if settles is None else (
             None if state.pending is None else state.pending.minus(settles))
-        if evicted is not None:
-            pending = evicted.merge(pending)
-            state.evicted = (state.evicted[0] + evicted.normal_count,
-                             state.evicted[1] + evicted.critical_count)
-            _set_meta_json(conn, _EVICTED_KEY,
-                           {"normal": state.evicted[0], "critical": state.evicted[1]})
         if pending != state.pending:
             _set_meta_json(conn, _PENDING_KEY, None if pending is None else pending.as_data())
             state.pending = pending
+        if evicted is not None:
+            self._count_evictions(conn, evicted)
         return PutResult(tuple(saved), evicted)
+
+    def _count_evictions(self, conn: sqlite3.Connection, evicted: EvictionReport) -> None:
+        """Add ``evicted`` to the totals and to the pending (unreported) report."""
+        state = self.state
+        state.evicted = (state.evicted[0] + evicted.normal_count,
+                         state.evicted[1] + evicted.critical_count)
+        _set_meta_json(conn, _EVICTED_KEY, {"normal": state.evicted[0], "critical": state.evicted[1]})
+        state.pending = evicted.merge(state.pending)
+        _set_meta_json(conn, _PENDING_KEY, state.pending.as_data())
 
     def _raise_mark(self, conn: sqlite3.Connection, rows: Tuple[OutboxRow, ...]) -> None:
         """Keep ``outbox.mark`` at the highest (seq, boot) stored (the counters' floor)."""
@@ -799,6 +899,38 @@ def _set_meta_json(conn: sqlite3.Connection, key: str, value: Optional[Dict[str,
         conn.execute("DELETE FROM meta WHERE key = ?", (key,))
     else:
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+
+#: tries after a write failed for lack of space: one checkpoint, then evictions of 1, 2,
+#: 4... times the alarm batch's accounted bytes (SQLite needs more than that, in pages)
+_ROOM_ATTEMPTS = 8
+
+
+#: bytes held in ``outbox.sqlite3-reserve`` and let go when the disk is full (_make_room)
+_RESERVE_BYTES = 256 * 1024
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error:
+        pass  # the WAL stays; the next write's outcome tells whether there was room
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass  # already gone, or never made
+
+
+def _disk_full(outcomes: List[Tuple[bool, Any]]) -> bool:
+    return any(not ok and isinstance(value, sqlite3.Error) and "full" in str(value).lower()
+               for ok, value in outcomes)
+
+
+def _merged(a: Optional[EvictionReport], b: Optional[EvictionReport]) -> Optional[EvictionReport]:
+    return b if a is None else a.merge(b)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
