@@ -31,6 +31,12 @@ either copy alone is a safe starting point. On open:
   start rather than restart from 0, which the cloud would see as replays. The
   message says how to write a new file above the last ``seq`` the cloud saw.
 
+A floor from elsewhere (docs/spec.md §4): lost or rolled-back files would start
+too low, so the caller passes ``floor=(seq, boot)`` from what the outbox still holds
+and remembers (``Outbox.counter_floor``), a second place that fails independently
+of these files. The start is the higher of the two: ``seq`` from at least the
+floor's, ``boot`` above the floor's.
+
 A lock (``counters.lock``, flock) keeps a second agent on the same state
 directory from handing out the same numbers.
 
@@ -91,11 +97,13 @@ class Counters:
     ``Counters(state_dir)`` creates the directory if needed, takes the lock,
     reads the stored counters (see the module notes for damaged files), and
     persists ``boot + 1`` and the first block before returning. ``block`` is
-    how many numbers one disk write reserves (default 1000).
+    how many numbers one disk write reserves (default 1000). ``floor`` is
+    ``(seq, boot)`` known from elsewhere: the first ``seq`` is at least its
+    ``seq`` and ``boot`` is above its ``boot`` (default ``(1, 0)``: none).
     """
 
     def __init__(self, state_dir: Union[str, "os.PathLike[str]"], *,
-                 block: int = DEFAULT_BLOCK) -> None:
+                 block: int = DEFAULT_BLOCK, floor: Tuple[int, int] = (1, 0)) -> None:
         if not isinstance(block, int) or block < 1:
             raise ValueError(f"block is {block!r}; it must be a positive integer")
         self.state_dir = Path(state_dir)
@@ -106,7 +114,7 @@ class Counters:
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self._lock()
-            stored_boot, stored_mark = self._load()
+            stored_boot, stored_mark = self._raised(self._load(), floor)
             self._boot = stored_boot + 1
             self._next = stored_mark
             self._limit = stored_mark  # nothing reserved yet: _reserve() persists first
@@ -180,8 +188,9 @@ class Counters:
             except ValueError as exc:
                 problems[path] = str(exc)
         if existing == 0:
-            log.warning("no counters in %s: first start, seq starts at 1 (if this gateway has "
-                        "sent events before, its state directory was lost)", self.state_dir)
+            log.warning("no counters in %s: a first start, seq from 1 unless the outbox knows "
+                        "higher (if this gateway has sent events before, its state directory "
+                        "was lost)", self.state_dir)
             return 0, 1
         if not found:
             details = "; ".join(f"{p.name}: {why}" for p, why in problems.items())
@@ -200,6 +209,15 @@ class Counters:
             log.warning("one copy of the counters in %s is missing; continuing from the other",
                         self.state_dir)
         return max(b for b, _ in found), max(m for _, m in found)
+
+    def _raised(self, stored: Tuple[int, int], floor: Tuple[int, int]) -> Tuple[int, int]:
+        boot, mark = max(stored[0], floor[1]), max(stored[1], floor[0])
+        if (boot, mark) != stored:
+            log.warning("the counters in %s (boot %d, seq mark %d) are behind what the outbox "
+                        "holds and remembers (boot %d, seq %d): lost or rolled-back files; "
+                        "continuing above it", self.state_dir, stored[0], stored[1], floor[1],
+                        floor[0])
+        return boot, mark
 
     def _reserve(self) -> None:
         new_limit = self._next + self._block

@@ -289,15 +289,17 @@ class Agent:
         care = care_rules(config)
         # 2. state on disk
         config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.counters = Counters(config.state_dir)
+        # the outbox first: what it holds and remembers floors the counters, so lost or
+        # rolled-back counter files never reuse a seq or a boot (docs/spec.md §4)
+        self.outbox = Outbox.open(
+            config.state_dir / OUTBOX_FILE,
+            OutboxLimits(max_events=config.buffer.max_events, max_mb=config.buffer.max_mb,
+                         min_free_mb=config.buffer.min_free_mb),
+            quarantine_dir=config.state_dir / "quarantine")
         try:
-            self.outbox = Outbox.open(
-                config.state_dir / OUTBOX_FILE,
-                OutboxLimits(max_events=config.buffer.max_events, max_mb=config.buffer.max_mb,
-                             min_free_mb=config.buffer.min_free_mb),
-                quarantine_dir=config.state_dir / "quarantine")
+            self.counters = Counters(config.state_dir, floor=self.outbox.counter_floor())
         except BaseException:
-            self.counters.close()
+            self.outbox.close()
             raise
         try:
             self._build_rest(config, signer, password, policy, care, pin_factory, synced,

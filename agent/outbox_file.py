@@ -38,6 +38,16 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_order ON outbox (critical DESC, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- rows and meta values that could not be used, kept as found (docs/spec.md §6): no
+-- column types here, since what lands in it is whatever the damage left
+CREATE TABLE IF NOT EXISTS quarantine (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    row_id   INTEGER,
+    meta_key TEXT,
+    reason   TEXT NOT NULL,
+    reported INTEGER NOT NULL DEFAULT 0,
+    seq, critical, topic, payload, jti, sensor, type, created, size
+);
 """
 _CORRUPTION_WORDS = ("not a database", "malformed", "corrupt")
 
@@ -60,7 +70,7 @@ def open_checked(path: Path, quarantine_dir: Path) -> Tuple[sqlite3.Connection, 
     quarantined on the way, if anything."""
     info: Optional[QuarantineInfo] = None
     if path.exists():
-        problem = _problem(path)
+        problem = _empty(path) or _problem(path)
         if problem is not None:
             info = _quarantine(path, quarantine_dir, problem)
     elif _sidecars(path):  # a WAL without its database must not be replayed into a new one
@@ -90,6 +100,17 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _empty(path: Path) -> Optional[str]:
+    """A 0-byte file with no WAL to replay held events once and holds none now: SQLite
+    would take it for a new database and the loss would go unreported (docs/spec.md §6).
+    (The agent checkpoints its WAL into the file at every close, so a sound outbox is
+    never empty on disk without a WAL beside it.)"""
+    wal = Path(f"{path}-wal")
+    if path.stat().st_size == 0 and (not wal.exists() or wal.stat().st_size == 0):
+        return "the file is empty (0 bytes): whatever it held is gone"
+    return None
 
 
 def _problem(path: Path) -> Optional[str]:

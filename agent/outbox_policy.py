@@ -17,10 +17,14 @@ Three limits (config ``buffer:``), all checked *after* the incoming batch is add
 ``min_free_mb`` (free-disk floor)
     The buffer may grow by at most ``free_disk - floor`` bytes beyond what it held before
     the batch (deleted rows free SQLite pages that new rows reuse, so shrinking the buffer
-    gives the room back). Over that, the oldest ``normal`` rows go first; when no normal
-    row is left, the oldest ``critical`` rows give way to the newest. The newest critical
-    row is always kept, even if that one row dips below the floor: the floor is a safety
-    margin, and losing the alarm that just happened would defeat its purpose.
+    gives the room back). Over that, the oldest ``normal`` rows go. The floor stops only
+    normal events (docs/spec.md §6, version 2): a critical row is never evicted while a
+    write can still succeed, since the floor is a margin and a card with 2 MB free still
+    holds thousands of alarms.
+
+When a write has actually failed for lack of space, the shell asks :func:`plan_room`
+how many of the oldest rows must go to free the bytes the batch needs: normal rows
+first, then the oldest critical rows give way to the newest (the batch being stored).
 
 Byte sizes are the outbox's *accounted* sizes (see :func:`row_size`), not file sizes.
 "Oldest" means lowest ``seq``; ``seq`` is strictly increasing (SPEC §4), so it is also
@@ -57,8 +61,9 @@ class OutboxLimits:
     :param max_events: most events kept before the oldest normal ones go (default 100000).
     :param max_mb: most megabytes (MiB) of events before the oldest normal ones go
         (default 64).
-    :param min_free_mb: free-disk floor in MiB (default 50); only below it may critical
-        events give way, oldest first, to newer critical events.
+    :param min_free_mb: free-disk floor in MiB (default 50): below it normal events are
+        dropped, oldest first, and ``buffer.disk_low`` is reported; critical events are
+        kept until a write actually fails for lack of space.
     """
 
     max_events: int = 100_000
@@ -231,11 +236,22 @@ def plan_eviction(stored: Totals, incoming: Totals, *, free_disk_bytes: int,
             break
         evict_normal, rows, size = evict_normal + 1, rows - 1, size - item
 
-    evict_critical = 0
-    critical_sizes: Iterator[int] = iter(oldest_critical)
-    while evict_critical < after.critical_rows - 1 and size > disk_budget:
-        item = next(critical_sizes, None)
-        if item is None:
-            break
-        evict_critical, size = evict_critical + 1, size - item
-    return EvictionPlan(evict_normal, evict_critical)
+    # no critical row goes here, whatever the limits say: see plan_room
+    return EvictionPlan(evict_normal, 0)
+
+
+def plan_room(needed_bytes: int, *, oldest_normal: Iterable[int],
+              oldest_critical: Iterable[int]) -> EvictionPlan:
+    """After a write failed for lack of space: how many of the oldest stored rows go so
+    that ``needed_bytes`` (accounted) are freed — normal rows first, then critical ones.
+
+    ``oldest_normal`` / ``oldest_critical`` are the stored rows' accounted sizes, oldest
+    first, read lazily. An empty plan means nothing is left to give: the write fails.
+    """
+    freed, counts = 0, [0, 0]
+    for lane, sizes in enumerate((oldest_normal, oldest_critical)):
+        for size in sizes:
+            if freed >= needed_bytes:
+                break
+            freed, counts[lane] = freed + size, counts[lane] + 1
+    return EvictionPlan(counts[0], counts[1])

@@ -11,7 +11,10 @@ logs one line per event. Nobody is told an event exists before it is durable.
 
 Evictions the outbox had to make are reported as one ``buffer.evicted`` event at most
 once a minute (:meth:`Recorder.report_evictions`), so a full buffer cannot fill itself
-with its own reports.
+with its own reports. The same call reports what the outbox set aside (one
+``buffer.row_quarantined`` per damaged row, ``buffer.meta_reset`` per damaged meta
+value, docs/spec.md §6) and free disk below the floor (``buffer.disk_low``, at most once
+an hour).
 
 This module does no I/O of its own beyond calling the outbox it is given.
 """
@@ -29,6 +32,11 @@ log = logging.getLogger("agent.events")
 
 #: at most one ``buffer.evicted`` report per this many seconds
 EVICTION_REPORT_INTERVAL_S = 60.0
+#: at most one ``buffer.disk_low`` per this many seconds (docs/spec.md §6)
+DISK_LOW_REPORT_INTERVAL_S = 3600.0
+#: most ``buffer.row_quarantined``/``buffer.meta_reset`` events per loop turn (the rest
+#: follow on the next turns, so a badly damaged file cannot stall the loop)
+DAMAGE_REPORTS_PER_TURN = 20
 
 
 class Recognised(Protocol):
@@ -90,6 +98,8 @@ class Recorder:
         self._last_eviction_report: Optional[float] = None
         # evictions may be pending from before a restart: look once at start
         self._evictions_maybe_pending = True
+        self._damage_seen = 0      # outbox.damage_found when last all reported
+        self._last_disk_low: Optional[float] = None
         #: the last event recorded per sensor (for ``status``)
         self.last_by_sensor: dict[str, Event] = {}
         #: events recorded since start
@@ -141,7 +151,40 @@ class Recorder:
 
     def report_evictions(self, now: float) -> Optional[Event]:
         """Record one ``buffer.evicted`` event if evictions are pending and the last
-        report is at least a minute old. Returns the event, if one was made."""
+        report is at least a minute old. Returns the event, if one was made.
+
+        Also reports damaged content and low disk (module docs): the loop calls this every
+        turn, and a turn comes at least every couple of seconds (the pin re-read)."""
+        self._report_disk_low(now)
+        self._report_damage(now)
+        return self._report_evicted(now)
+
+    def _report_disk_low(self, now: float) -> None:
+        free = self._outbox.disk_low
+        if free is None or (self._last_disk_low is not None
+                            and now - self._last_disk_low < DISK_LOW_REPORT_INTERVAL_S):
+            return
+        self._last_disk_low = now
+        floor = self._outbox.limits.min_free_mb
+        log.warning("only %.1f MB free for the outbox, under buffer.min_free_mb %g: normal "
+                    "events are being dropped; free some space", free / 2**20, floor)
+        self.record([AgentEvent("buffer.disk_low", now, {
+            "free_mb": round(free / 2**20, 1), "min_free_mb": floor}, critical=True)])
+
+    def _report_damage(self, now: float) -> None:
+        found = self._outbox.damage_found
+        if found == self._damage_seen:
+            return
+        damage = self._outbox.unreported_damage(DAMAGE_REPORTS_PER_TURN)
+        if damage:
+            self.record([AgentEvent("buffer.row_quarantined" if d.row_id is not None
+                                    else "buffer.meta_reset", now, d.as_data(),
+                                    critical=d.row_id is not None) for d in damage])
+            self._outbox.settle_damage(damage)
+        if len(damage) < DAMAGE_REPORTS_PER_TURN:
+            self._damage_seen = found
+
+    def _report_evicted(self, now: float) -> Optional[Event]:
         if not self._evictions_maybe_pending or (
                 self._last_eviction_report is not None
                 and now - self._last_eviction_report < EVICTION_REPORT_INTERVAL_S):

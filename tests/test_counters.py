@@ -194,3 +194,22 @@ def _run_and_kill(state: Path, rng: random.Random) -> Tuple[int, List[int]]:
     read += child.stdout.read()
     child.stdout.close()
     return _parse(read)
+
+
+# -- the floor from the outbox (docs/spec.md §4, version 2) --------------------------------
+def test_lost_files_start_above_the_floor(tmp_path: Path) -> None:
+    with Counters(tmp_path, block=10, floor=(501, 4)) as c:   # no files: not seq 1, boot 1
+        assert c.boot == 5
+        assert take(c, 2) == [501, 502]
+    with Counters(tmp_path, block=10) as c:                    # and the files now say so
+        assert c.boot == 6 and c.next_seq() == 511
+
+
+def test_stale_files_are_raised_to_the_floor_and_a_lower_floor_changes_nothing(
+        tmp_path: Path) -> None:
+    with Counters(tmp_path, block=10) as c:
+        assert (c.boot, c.next_seq()) == (1, 1)
+    with Counters(tmp_path, block=10, floor=(300, 7)) as c:    # files rolled back
+        assert (c.boot, c.next_seq()) == (8, 300)
+    with Counters(tmp_path, block=10, floor=(5, 1)) as c:      # files ahead of the floor
+        assert (c.boot, c.next_seq()) == (9, 310)

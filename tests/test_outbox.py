@@ -201,27 +201,31 @@ def test_full_by_megabytes(opener: Callable[..., Outbox]) -> None:
     assert box.stats().normal.bytes == 3 * size
 
 
-def test_disk_floor_criticals_give_way_oldest_first(opener: Callable[..., Outbox], disk: Disk) -> None:
+def test_disk_floor_drops_normals_but_keeps_criticals(opener: Callable[..., Outbox],
+                                                      disk: Disk) -> None:
     box = opener(OutboxLimits(min_free_mb=1))
     box.put([row(1, critical=True), row(2), row(3, critical=True), row(4, critical=True)])
     disk.free = MB  # exactly at the floor: no room to grow
     result = box.put([row(5, critical=True), row(6, critical=True)])
-    # the normal one goes first, then the oldest critical
-    assert result.evicted == EvictionReport(1, 1, 1, 2)
-    assert seqs(box.next_batch(10)) == [3, 4, 5, 6]
-    disk.free = 2 * MB
-    assert box.put([row(7, critical=True)]).evicted is None
+    # the normal one goes; the critical ones stay while writes succeed (docs/spec.md §6)
+    assert result.evicted == EvictionReport(1, 0, 2, 2)
+    assert seqs(box.next_batch(10)) == [1, 3, 4, 5, 6]
+    assert box.disk_low is None         # at the floor, not under it
+    disk.free = MB - 1000
+    result = box.put([row(7)])          # a normal event under the floor is not kept
+    assert result.evicted == EvictionReport(1, 0, 7, 7)
+    assert box.disk_low == MB - 1000    # and the loop will say so (buffer.disk_low)
 
 
 def test_group_members_share_the_disk_headroom(opener: Callable[..., Outbox], disk: Disk) -> None:
-    one = row(1, critical=True).size
+    one = row(1).size
     disk.free = MB + 2 * one  # room for two more rows
     box = opener(OutboxLimits(min_free_mb=1))
-    futures = [box.submit_put([row(s, critical=True)]) for s in range(1, 6)]
+    futures = [box.submit_put([row(s)]) for s in range(1, 6)]
     evicted = [f.result().evicted for f in futures]
-    total = sum(e.critical_count for e in evicted if e is not None)
-    assert box.stats().critical.rows + total == 5
-    assert box.stats().critical.rows <= 3  # at most the headroom plus the newest
+    total = sum(e.normal_count for e in evicted if e is not None)
+    assert box.stats().normal.rows + total == 5
+    assert box.stats().normal.rows == 2  # the headroom, shared by the group
 
 
 def test_pending_evictions_persist_and_settle(opener: Callable[..., Outbox]) -> None:

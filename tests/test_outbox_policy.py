@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.outbox_policy import (MB, ROW_OVERHEAD, EvictionPlan, EvictionReport, OutboxLimits,
-                                 Totals, plan_eviction, row_size)
+                                 Totals, plan_eviction, plan_room, row_size)
 
 BIG_DISK = 10_000 * MB
 
@@ -51,29 +51,30 @@ CASES = [
      OutboxLimits(max_mb=1), BIG_DISK, (0, 0)),
     ("both limits: the stricter wins", rows(N, 4, MB // 4), rows(N, 1, MB // 4),
      OutboxLimits(max_events=100, max_mb=1), BIG_DISK, (1, 0)),
-    # free disk floor: budget = stored bytes + (free - floor)
+    # free disk floor: budget = stored bytes + (free - floor); version 2: it stops only
+    # normal events, a critical one is never evicted for it (plan_room handles a full disk)
     ("disk floor: enough headroom", rows(C, 3, 1000), rows(C, 1, 1000),
      OutboxLimits(min_free_mb=1), MB + 1000, (0, 0)),
     ("disk floor: normals go first", rows(N, 2, 1000) + rows(C, 3, 1000), rows(C, 1, 1000),
      OutboxLimits(min_free_mb=1), MB + 999, (1, 0)),
-    ("disk floor: oldest critical gives way to the newest", rows(C, 3, 1000), rows(C, 1, 1000),
-     OutboxLimits(min_free_mb=1), MB, (0, 1)),
-    ("disk floor: already below the floor", rows(C, 3, 1000), rows(C, 2, 1000),
-     OutboxLimits(min_free_mb=1), MB // 2, (0, 2)),
+    ("disk floor: no critical gives way to a newer one", rows(C, 3, 1000), rows(C, 1, 1000),
+     OutboxLimits(min_free_mb=1), MB, (0, 0)),
+    ("disk floor: already below the floor, criticals still kept", rows(C, 3, 1000),
+     rows(C, 2, 1000), OutboxLimits(min_free_mb=1), MB // 2, (0, 0)),
     ("disk floor: a normal arriving does not push out criticals", rows(C, 3, 1000), rows(N, 1, 1000),
      OutboxLimits(min_free_mb=1), 0, (1, 0)),
     ("disk floor: the newest critical is always kept", [], rows(C, 1, 5000),
      OutboxLimits(min_free_mb=1), MB, (0, 0)),
-    ("disk floor: a burst of criticals pushes out as many old ones", rows(C, 2, 1000),
-     rows(C, 3, 1000), OutboxLimits(min_free_mb=1), MB - 10**6, (0, 3)),
-    ("disk floor: a burst alone keeps only its newest", [], rows(C, 3, 1000),
-     OutboxLimits(min_free_mb=1), MB, (0, 2)),
-    ("disk floor: criticals by bytes", [(C, 3000), (C, 100), (C, 100)], rows(C, 1, 1000),
-     OutboxLimits(min_free_mb=1), MB + 500, (0, 1)),
+    ("disk floor: a burst of criticals pushes out nothing", rows(C, 2, 1000),
+     rows(C, 3, 1000), OutboxLimits(min_free_mb=1), MB - 10**6, (0, 0)),
+    ("disk floor: a burst alone is kept whole", [], rows(C, 3, 1000),
+     OutboxLimits(min_free_mb=1), MB, (0, 0)),
+    ("disk floor: a normal in a critical burst goes", [], rows(C, 2, 1000) + rows(N, 1, 1000),
+     OutboxLimits(min_free_mb=1), MB, (1, 0)),
     ("disk floor and max_events together", rows(N, 5) + rows(C, 5), rows(C, 2),
      OutboxLimits(max_events=10, min_free_mb=1), MB, (2, 0)),
     ("disk floor after every normal is gone", rows(N, 1, 100) + rows(C, 5, 100), rows(C, 2, 100),
-     OutboxLimits(max_events=100, min_free_mb=1), MB, (1, 1)),
+     OutboxLimits(max_events=100, min_free_mb=1), MB, (1, 0)),
     ("floor zero, disk full", rows(N, 2), rows(N, 1), OutboxLimits(min_free_mb=0), 0, (1, 0)),
 ]
 
@@ -104,14 +105,10 @@ def check_invariants(stored: List[Row], incoming: List[Row], limits: OutboxLimit
     fits = bytes_left <= budget
     if plan.normal < len(normal):  # normals left: every limit holds
         assert rows_left <= limits.max_events and bytes_left <= limits.max_bytes and fits
-    if plan.critical:  # criticals go only for the disk floor, and only once every normal went
-        assert plan.normal == len(normal)
-        assert plan.critical < len(critical), "the newest critical is always kept"
+    assert plan.critical == 0, "no limit evicts a critical event while writes succeed"
     if plan.normal:  # one fewer normal would not have been enough
         r, b = after(plan.normal - 1, 0)
         assert r > limits.max_events or b > limits.max_bytes or b > budget
-    if plan.critical:
-        assert after(plan.normal, plan.critical - 1)[1] > budget
 
 
 @settings(max_examples=300, deadline=None)
@@ -219,3 +216,33 @@ def test_row_size() -> None:
     assert row_size(payload=300, text_fields=50) == 350 + ROW_OVERHEAD
     with pytest.raises(ValueError):
         row_size(payload=-1, text_fields=0)
+
+
+# -- a write that failed for lack of space (docs/spec.md §6, version 2) -------------------
+@pytest.mark.parametrize("needed,normal,critical,expected", [
+    (1, [], [], (0, 0)),                                   # nothing to give: the write fails
+    (100, [300], [300, 300], (1, 0)),                      # normal events go first
+    (500, [300], [300, 300], (1, 1)),                      # then the oldest critical ones
+    (250, [100, 100], [100, 100], (2, 1)),
+    (10_000, [100], [100, 100], (1, 2)),                   # all of them, and no more
+    (0, [100], [100], (0, 0)),
+])
+def test_plan_room(needed: int, normal: List[int], critical: List[int],
+                   expected: Tuple[int, int]) -> None:
+    plan = plan_room(needed, oldest_normal=normal, oldest_critical=critical)
+    assert (plan.normal, plan.critical) == expected
+
+
+@given(needed=st.integers(0, 5000), normal=st.lists(st.integers(1, 1000), max_size=10),
+       critical=st.lists(st.integers(1, 1000), max_size=10))
+def test_plan_room_frees_enough_and_no_more(needed: int, normal: List[int],
+                                            critical: List[int]) -> None:
+    plan = plan_room(needed, oldest_normal=normal, oldest_critical=critical)
+    freed = sum(normal[:plan.normal]) + sum(critical[:plan.critical])
+    if plan.critical:
+        assert plan.normal == len(normal), "criticals go only once every normal went"
+    if plan.normal < len(normal) or plan.critical < len(critical):
+        assert freed >= needed
+    last = critical[plan.critical - 1] if plan.critical else (
+        normal[plan.normal - 1] if plan.normal else 0)
+    assert freed - last < needed or not (plan.normal or plan.critical)

@@ -80,3 +80,30 @@ def test_outbox_source_acks_without_waiting_and_never_offers_an_acked_row(parts)
     source.ack([first[0].row_id])
     rest = source.next_batch(5, frozenset())
     assert [r.row_id for r in rest] != [first[0].row_id] and len(rest) == 1
+
+
+def test_free_disk_under_the_floor_is_reported_at_start_and_at_most_once_an_hour(
+        tmp_path: Path) -> None:
+    free = [30 * 2**20]                                   # 30 MB free, floor 50 MB
+    outbox = Outbox.open(tmp_path / "outbox.sqlite3", OutboxLimits(), free_disk=lambda: free[0])
+    with Counters(tmp_path / "state") as counters:
+        recorder = Recorder(device_id="gw-1", topic_prefix="homecare/gw-1",
+                            signer=Signer("EdDSA", Ed25519PrivateKey.generate()),
+                            counters=counters, outbox=outbox,
+                            clocks=Clocks(wall_of=lambda at: START + at,
+                                          now_epoch=lambda: START, synced=lambda: True))
+        try:
+            recorder.report_evictions(0.0)                # the loop's first turn
+            low = [r for r in outbox.next_batch(10) if r.type == "buffer.disk_low"]
+            assert len(low) == 1 and low[0].critical
+            recorder.report_evictions(1800.0)             # still low: not again within the hour
+            recorder.report_evictions(3599.0)
+            assert sum(r.type == "buffer.disk_low" for r in outbox.next_batch(10)) == 1
+            recorder.report_evictions(3600.0)
+            assert sum(r.type == "buffer.disk_low" for r in outbox.next_batch(10)) == 2
+            free[0] = 60 * 2**20                          # space again: measured at the put
+            recorder.record([AgentEvent("agent.heartbeat", 3700.0)])
+            recorder.report_evictions(7300.0)
+            assert sum(r.type == "buffer.disk_low" for r in outbox.next_batch(10)) == 2
+        finally:
+            outbox.close()

@@ -1,7 +1,8 @@
 """`homecare-agent status --config PATH`: what the gateway is doing, for the technician.
 
 Reads, never writes: the outbox database (read-only) for its depth per lane, the age of
-the oldest event and the evictions so far, and ``status.json``, which the running
+the oldest event and the evictions so far, the free space of the state folder's file
+system against ``buffer.min_free_mb`` (docs/spec.md §6: shown as LOW), and ``status.json``, which the running
 daemon keeps current in its state folder (connection, last event per sensor, sensor
 states). Works whether or not the daemon is running; says whether it is (the pid in
 ``status.json`` is alive and is a homecare-agent) and how old its information is.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -39,13 +41,33 @@ def outbox_summary(path: Path) -> Optional[Dict[str, Any]]:
                 "SELECT critical, count(*), min(created) FROM outbox GROUP BY critical")}
             found = conn.execute(
                 "SELECT value FROM meta WHERE key = 'outbox.evicted_totals'").fetchone()
-            evicted = json.loads(found[0]) if found else {"normal": 0, "critical": 0}
+            try:
+                evicted = json.loads(found[0]) if found else {"normal": 0, "critical": 0}
+            except ValueError:  # damaged bookkeeping: the agent resets it at its next start
+                evicted = {"normal": "?", "critical": "?"}
         finally:
             conn.close()
     except (OSError, sqlite3.Error) as exc:
         raise OutboxError(f"cannot read the outbox {path} ({exc})", hint=_UNREADABLE_HINT) from exc
     return {"critical": lanes.get(True, (0, None)), "normal": lanes.get(False, (0, None)),
             "evicted": evicted}
+
+
+def disk_line(state: Path, min_free_mb: float) -> str:
+    """Free space where the outbox lives, and LOW when under the floor (docs/spec.md §6)."""
+    folder = state
+    while not folder.exists() and folder != folder.parent:  # not made yet: where it will be
+        folder = folder.parent
+    floor = int(min_free_mb) if float(min_free_mb).is_integer() else min_free_mb
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        return f"disk:       free space unknown ({exc.strerror or exc})"
+    line = f"disk:       {free / 2**20:.1f} MB free for {folder}, buffer.min_free_mb {floor}"
+    if free < min_free_mb * 2**20:
+        line += ("   LOW: normal events are being dropped, alarms kept (buffer.disk_low "
+                 "reported); free some space")
+    return line
 
 
 def read_snapshot(path: Path) -> Dict[str, Any]:
@@ -122,6 +144,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"outbox:     {lane:8} {rows:6d} waiting, oldest {_age(oldest, now)}")
         ev = box["evicted"]
         print(f"evictions:  {ev.get('normal', 0)} normal, {ev.get('critical', 0)} critical so far")
+    print(disk_line(state, config.buffer.min_free_mb))
     sensors = snap.get("sensors", {})
     last = snap.get("last_events", {})
     for sensor in config.sensors:

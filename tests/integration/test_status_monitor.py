@@ -155,6 +155,22 @@ def test_status_names_a_damaged_outbox_instead_of_a_traceback(tmp_path: Path) ->
     assert "cannot read the outbox" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_status_shows_free_disk_under_the_floor(tmp_path: Path) -> None:
+    """docs/spec.md §6: free space below buffer.min_free_mb is shown by status."""
+    huge = 10**9                                    # MB: no test machine has that free
+    files = write_agent_files(tmp_path / "agent", port=free_port(),
+                              extra={"buffer": {"min_free_mb": huge}})
+    result = run_cli("status", "--config", str(files.config))
+    assert result.returncode == 0, result.stderr
+    line = next(l for l in result.stdout.splitlines() if l.startswith("disk:"))
+    assert "LOW" in line and f"min_free_mb {huge}" in line
+    files = write_agent_files(tmp_path / "other", port=free_port(),
+                              extra={"buffer": {"min_free_mb": 0}})
+    result = run_cli("status", "--config", str(files.config))
+    line = next(l for l in result.stdout.splitlines() if l.startswith("disk:"))
+    assert "LOW" not in line and "MB free" in line
+
+
 # --------------------------------------------------------------------------- monitor
 class Monitor:
     """``monitor.main`` in a thread on the test's MockFactory; output in a StringIO."""
