@@ -1,4 +1,4 @@
-"""Delivery window: which outbox rows are on the wire, and is the broker keeping up?
+"""Delivery window: which outbox rows are on the wire, is the broker keeping up, and when to redial?
 
 Theory of operation
 -------------------
@@ -18,12 +18,16 @@ are sent again on the next connection (the cloud de-duplicates by ``jti``).
 An optional publish rate cap (a token bucket) keeps us inside managed brokers' limits
 (AWS IoT Core: 100 publishes/s per connection) while draining a backlog.
 
+:class:`ReconnectBackoff` decides when to dial the broker again: exponential back-off
+with full jitter, cut short by a critical event (at most once every 5 s) and reset by a
+session that stayed up 10 s or saw a PUBACK (docs/spec.md §6).
+
 No I/O here: every method takes ``now`` (monotonic seconds).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Optional, Set
+from typing import Callable, Dict, FrozenSet, List, Optional, Set
 
 #: MQTT 5 reason codes below this value mean success (e.g. 0x00, 0x10).
 FIRST_FAILURE_REASON = 0x80
@@ -150,3 +154,96 @@ class DeliveryWindow:
         if self._tokens_at is not None:
             self._tokens = min(self._bucket_size(), self._tokens + (now - self._tokens_at) * rate)
         self._tokens_at = now
+
+
+# --- reconnect back-off ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BackoffSettings:
+    """When to try the broker again after a failed attempt or a lost session (docs/spec.md §6)."""
+
+    base_s: float = 0.5
+    max_s: float = 60.0
+    #: a session that stayed up this long (or saw a PUBACK) resets the back-off
+    healthy_after_s: float = 10.0
+    #: a critical event cuts a wait short at most once per this many seconds
+    critical_gap_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.base_s <= self.max_s:
+            raise ValueError(f"back-off needs 0 < base_s <= max_s, not {self.base_s}, {self.max_s}")
+
+
+class ReconnectBackoff:
+    """Exponential back-off with full jitter, which a critical event can cut short.
+
+    The shell calls :meth:`attempt_started` when it dials, then :meth:`attempt_failed`
+    (no session) or :meth:`connected` ... :meth:`acked` (any PUBACK) ...
+    :meth:`session_ended`. Between attempts it waits until :meth:`next_deadline`,
+    calling :meth:`critical` when a critical event is recorded. ``rand()`` returns a
+    number in [0, 1) (injected: tests pass a fixed one).
+
+    Why a session resets the back-off only when it lasted ``healthy_after_s`` or saw
+    a PUBACK: a broker that accepts and drops at once would otherwise be redialled
+    without pause (a reconnect storm), while a broker that really works (it
+    acknowledged something) must not leave us waiting a minute after each short cut.
+    """
+
+    def __init__(self, settings: BackoffSettings, rand: Callable[[], float]) -> None:
+        self.settings = settings
+        self._rand = rand
+        self.failures = 0                       # attempts or sessions failed in a row
+        self._next: Optional[float] = 0.0       # None: an attempt or a session is under way
+        self._connected_at: Optional[float] = None
+        self._last_cut: Optional[float] = None
+        self.last_wait_s = 0.0
+
+    def due(self, now: float) -> bool:
+        return self._next is not None and now >= self._next
+
+    def next_deadline(self) -> Optional[float]:
+        """When the next attempt is due; None while one is under way."""
+        return self._next
+
+    def attempt_started(self, now: float) -> None:
+        self._next = None
+        self._connected_at = None
+
+    def attempt_failed(self, now: float) -> float:
+        """No session came of the attempt (or it ended unhealthy); returns the wait."""
+        self.failures += 1
+        ceiling = min(self.settings.max_s, self.settings.base_s * 2.0 ** min(self.failures - 1, 64))
+        self.last_wait_s = ceiling * self._rand()
+        self._next = now + self.last_wait_s
+        self._connected_at = None
+        return self.last_wait_s
+
+    def connected(self, now: float) -> None:
+        self._connected_at = now
+
+    def acked(self, now: float) -> None:
+        """A PUBACK arrived: the broker works, the back-off starts afresh."""
+        self.failures = 0
+
+    def session_ended(self, now: float) -> float:
+        """The session is over; returns the wait before the next attempt."""
+        started = self._connected_at
+        if started is not None and now - started >= self.settings.healthy_after_s:
+            self.failures = 0
+            self.last_wait_s = 0.0
+            self._next = now
+            self._connected_at = None
+            return 0.0
+        return self.attempt_failed(now)
+
+    def critical(self, now: float) -> bool:
+        """A critical event was recorded: end the wait, at most once per ``critical_gap_s``
+        (docs/spec.md §6). Returns True when the next attempt moved earlier."""
+        if self._next is None:
+            return False  # dialling or connected: the event goes out on this attempt
+        earliest = now if self._last_cut is None else max(now, self._last_cut + self.settings.critical_gap_s)
+        if earliest >= self._next:
+            return False
+        self._next = earliest
+        self._last_cut = earliest
+        return True

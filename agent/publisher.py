@@ -18,8 +18,11 @@ used (it raises forever for a message published while offline).
 
 Failures and how they are noticed:
 
-* refused TCP / TLS / CONNACK: the attempt fails and tenacity waits (exponential
-  back-off with full jitter) before the next one, forever;
+* refused TCP / TLS / CONNACK: the attempt fails and the publisher waits (exponential
+  back-off with full jitter, :class:`agent.delivery.ReconnectBackoff`) before the next
+  one, forever. A critical event recorded meanwhile (``wake(critical=True)``) ends the
+  wait, at most once every 5 s; a session that stayed up ``healthy_after_s`` or saw a
+  PUBACK resets the back-off (docs/spec.md §6);
 * a silent peer before CONNACK: ``connect_timeout_s``;
 * a half-open link: MQTT keepalive (paho's ``loop_misc`` pings and gives up);
 * a broker that accepts publishes but never acknowledges: no PUBACK progress for
@@ -33,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import select
 import ssl
 import threading
@@ -46,15 +50,15 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from tenacity import (RetryError, Retrying, retry_if_exception_type,
-                      wait_random_exponential)
 
 from agent import __version__
-from agent.delivery import DeliveryWindow, WindowSettings
+from agent.delivery import BackoffSettings, DeliveryWindow, ReconnectBackoff, WindowSettings
 
 log = logging.getLogger("agent.publisher")
 
 _PROTOCOLS = {"3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
+#: bytes on the wake-up pipe: new rows; new rows including a critical event
+_WAKE_ROWS, _WAKE_CRITICAL = b"!", b"C"
 
 #: MQTT 5 session expiry: the broker keeps our subscription (and queues commands sent
 #: while we are offline) this long; a command lives at most 10 minutes (SPEC §7).
@@ -117,12 +121,21 @@ class LinkSettings:
     connect_timeout_s: float = 5.0
     backoff_base_s: float = 0.5
     backoff_max_s: float = 60.0
-    #: a connection that lasted this long resets the back-off
+    #: a connection that lasted this long (or saw a PUBACK) resets the back-off
     healthy_after_s: float = 10.0
+    #: a critical event cuts a back-off wait short at most once per this many seconds
+    critical_retry_gap_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.protocol not in _PROTOCOLS:
             raise ValueError(f"protocol must be one of {sorted(_PROTOCOLS)}, not {self.protocol!r}")
+        self.backoff  # checks the back-off values
+
+    @property
+    def backoff(self) -> BackoffSettings:
+        return BackoffSettings(base_s=self.backoff_base_s, max_s=self.backoff_max_s,
+                               healthy_after_s=self.healthy_after_s,
+                               critical_gap_s=self.critical_retry_gap_s)
 
     @property
     def status_topic(self) -> str:
@@ -140,6 +153,8 @@ class LinkStatus:
     connected: bool = False
     since: Optional[float] = None          # wall-clock time of the last change
     connects: int = 0
+    attempts: int = 0                      # connection attempts (dials) made
+    retry_in_s: Optional[float] = None     # the back-off wait being served, while not connected
     reconnects: int = 0
     stalls: int = 0
     last_error: Optional[str] = None
@@ -192,7 +207,8 @@ class Publisher:
                  on_delivered: Optional[Callable[[Sequence[int]], None]] = None,
                  on_command: Optional[Callable[[bytes], None]] = None,
                  clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+                 wall_clock: Callable[[], float] = time.time,
+                 rand: Callable[[], float] = random.random) -> None:
         self.settings = settings
         self._source = source
         self._on_delivered = on_delivered
@@ -200,6 +216,7 @@ class Publisher:
         self._clock = clock
         self._wall = wall_clock
         self._window = DeliveryWindow(settings.window)
+        self._backoff = ReconnectBackoff(settings.backoff, rand)
         self._stopping = threading.Event()
         self._flush_deadline = 0.0
         self._flushed = threading.Event()
@@ -215,10 +232,11 @@ class Publisher:
         self._thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
         self._thread.start()
 
-    def wake(self) -> None:
-        """New rows are in the outbox."""
+    def wake(self, critical: bool = False) -> None:
+        """New rows are in the outbox; ``critical``: one of them is a critical event,
+        which ends a back-off wait (docs/spec.md §6)."""
         try:
-            os.write(self._wake_w, b"!")
+            os.write(self._wake_w, _WAKE_CRITICAL if critical else _WAKE_ROWS)
         except OSError:
             pass  # the pipe is full of wake-ups already, or we have stopped
 
@@ -243,47 +261,64 @@ class Publisher:
     # --- the thread -------------------------------------------------------------------
     def _run(self) -> None:
         while not self._stopping.is_set():
-            retrying = Retrying(
-                wait=wait_random_exponential(multiplier=self.settings.backoff_base_s,
-                                             max=self.settings.backoff_max_s),
-                retry=retry_if_exception_type(LinkDown),
-                stop=lambda state: self._stopping.is_set(),
-                sleep=self._sleep,
-                before_sleep=self._log_retry,
-            )
+            if not self._backoff.due(self._clock()):
+                self._wait_for_retry()
+                continue
+            self._backoff.attempt_started(self._clock())
+            self.status = replace(self.status, attempts=self.status.attempts + 1, retry_in_s=None)
             try:
-                retrying(self._one_connection)
-            except RetryError:
-                pass  # stopping
+                self._one_connection()
             except Exception:  # a bug here must not end delivery for good
                 log.exception("publisher error; starting a new connection")
-                self._stopping.wait(self.settings.backoff_base_s)
+                self._backoff.attempt_failed(self._clock())
 
-    def _sleep(self, seconds: float) -> None:
-        self._stopping.wait(seconds)  # stop() cuts a back-off short
+    def _wait_for_retry(self) -> None:
+        """Serve the back-off wait; stop() ends it, a critical wake-up may (docs/spec.md §6)."""
+        deadline = self._backoff.next_deadline()
+        timeout = 0.0 if deadline is None else max(deadline - self._clock(), 0.0)
+        try:
+            readable, _, _ = select.select([self._wake_r], [], [], timeout)
+        except (OSError, ValueError):  # the pipe is gone: we are stopping
+            self._stopping.wait(timeout)
+            return
+        if readable and self._drain_wakes() and self._backoff.critical(self._clock()):
+            log.info("critical event recorded: trying the broker %s:%d now",
+                     self.settings.host, self.settings.port)
 
-    def _log_retry(self, state: Any) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        log.warning("broker %s:%d unavailable (%s); retry %d in %.1f s",
-                    self.settings.host, self.settings.port, exc, state.attempt_number, wait)
+    def _drain_wakes(self) -> bool:
+        """Empty the wake-up pipe; True if a critical event was among the wake-ups."""
+        critical = False
+        try:
+            while True:
+                chunk = os.read(self._wake_r, 4096)
+                if not chunk:
+                    break
+                critical = critical or _WAKE_CRITICAL in chunk
+        except OSError:  # BlockingIOError: empty now
+            pass
+        return critical
 
     def _one_connection(self) -> None:
-        """Connect, deliver until the link ends. Raises LinkDown unless it was healthy."""
+        """Connect, deliver until the link ends, and tell the back-off how it went."""
         if self._stopping.is_set():
-            return  # tenacity tries once more after a cut-short back-off; not while stopping
+            return
         conn = _Connection()
         client = self._new_client(conn)
-        started: Optional[float] = None
+        connected = False
         try:
             self._connect(client, conn)
-            started = self._clock()
+            connected = True
+            self._backoff.connected(self._clock())
             self._session(client, conn)
         except LinkDown as exc:
             self._mark_down(str(exc))
-            if started is not None and self._clock() - started >= self.settings.healthy_after_s:
-                return  # a long healthy session: reconnect at once, back-off starts afresh
-            raise
+            now = self._clock()
+            wait = self._backoff.session_ended(now) if connected else self._backoff.attempt_failed(now)
+            self.status = replace(self.status, retry_in_s=wait)
+            if wait > 0 and not self._stopping.is_set():
+                log.warning("broker %s:%d unavailable (%s); retry %d in %.1f s",
+                            self.settings.host, self.settings.port, exc,
+                            self._backoff.failures, wait)
         finally:
             self._close(client)
             self._window.reset()
@@ -404,6 +439,7 @@ class Publisher:
             now = self._clock()
             done: List[int] = []
             for mid, reason in conn.acks:
+                self._backoff.acked(now)  # any PUBACK: the broker works (docs/spec.md §6)
                 if mid in conn.status_mids:
                     conn.status_mids.discard(mid)
                     continue
@@ -446,11 +482,7 @@ class Publisher:
             conn.lost = f"select failed: {exc}"
             return
         if self._wake_r in readable:
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
-                pass
+            self._drain_wakes()
             self._rows_maybe_waiting = True
         if sock in readable or pending:
             client.loop_read()
