@@ -229,6 +229,10 @@ class Publisher:
 
     # --- API for other threads ------------------------------------------------------
     def start(self) -> None:
+        if self.settings.protocol == "3.1.1":
+            log.warning("MQTT 3.1.1: a PUBACK proves nothing (a broker may acknowledge a publish "
+                        "its ACL refused, and the event is then deleted); use protocol \"5\" "
+                        "if the broker supports it (docs/brokers.md)")
         self._thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)
         self._thread.start()
 

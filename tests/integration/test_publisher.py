@@ -191,6 +191,23 @@ def test_a_refused_publish_keeps_its_row(broker: MosquittoBroker, started: List[
     assert len(source) == 1
 
 
+def test_on_3_1_1_mosquitto_pubacks_a_publish_its_acl_refused(
+        broker: MosquittoBroker, started: List[Publisher], caplog: pytest.LogCaptureFixture) -> None:
+    """Why ``validate`` warns on 3.1.1 (docs/spec.md §6): the PUBACK proves nothing. This pins
+    the broker's behaviour the warning and docs/brokers.md describe."""
+    forbidden = Row(1, "homecare/someone-else/events/sos", b"not ours")   # the ACL refuses it
+    allowed = Row(2, f"{broker.prefix}/events/sos", b"ours")
+    source = MemorySource([forbidden, allowed])
+    with Subscriber(broker, "homecare/#") as sub:                 # the consumer may read it all
+        with caplog.at_level("WARNING", logger="agent.publisher"):
+            start(started, settings(broker, broker.plain_port, protocol="3.1.1"), source)
+            assert source.wait_empty(10)
+        sub.wait_until(lambda ms: any(m.payload == b"ours" for m in ms))
+        assert not [m for m in sub.messages if m.payload == b"not ours"]   # never arrived
+    assert sorted(source.acked) == [1, 2]    # ... yet PUBACKed, so the row was deleted
+    assert "PUBACK proves nothing" in caplog.text   # said in the journal at start
+
+
 def test_last_will_says_offline_when_the_link_dies(broker: MosquittoBroker,
                                                    fault_proxy: FaultProxy,
                                                    started: List[Publisher]) -> None:
