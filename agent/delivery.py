@@ -7,7 +7,10 @@ a packet id (``mid``) from the MQTT client; this object remembers ``mid -> row_i
 for every publish not yet acknowledged. A PUBACK with a success reason code (below
 0x80; mosquitto answers 0x10 "no matching subscribers" on MQTT 5, which is a
 success) turns a ``mid`` back into a ``row_id`` that the outbox may delete. A
-failure reason code keeps the row, which is offered again after ``retry_rejected_s``.
+failure reason code keeps the row, which is offered again after ``retry_rejected_s``,
+doubled for each refusal of that row in a row (up to 8 times as long): thousands of rows
+an ACL refuses cost little, and :meth:`refusal_report` sums them up for one log line per
+``retry_rejected_s`` instead of one per row.
 
 The broker is "stalled" when publishes are outstanding and no PUBACK has arrived for
 ``ack_timeout_s``: it accepted the connection but stopped acknowledging (or the link
@@ -26,11 +29,16 @@ No I/O here: every method takes ``now`` (monotonic seconds).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, FrozenSet, List, Optional, Set
 
 #: MQTT 5 reason codes below this value mean success (e.g. 0x00, 0x10).
 FIRST_FAILURE_REASON = 0x80
+#: a row refused again and again waits at most this many times ``retry_rejected_s``
+MAX_REFUSED_HOLD_FACTOR = 8
+#: refusal counts kept per row at most (rows deleted by eviction never report back)
+_MAX_TRACKED_REFUSALS = 100_000
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,16 @@ class WindowSettings:
 
 
 @dataclass(frozen=True)
+class RefusalReport:
+    """Refused publishes since the last report: one log line's worth."""
+
+    count: int
+    last_row_id: int
+    last_reason: int
+    held_for_s: float          # how long the last refused row waits before it is offered again
+
+
+@dataclass(frozen=True)
 class AckResult:
     """What one PUBACK meant for the outbox."""
 
@@ -67,6 +85,11 @@ class DeliveryWindow:
         self.settings = settings
         self._inflight: Dict[int, int] = {}          # mid -> row_id
         self._rejected_until: Dict[int, float] = {}  # row_id -> when to offer it again
+        self._refusals: Dict[int, int] = {}          # row_id -> refusals in a row
+        self._unreported: Optional[RefusalReport] = None
+        self._reported_at: Optional[float] = None
+        #: the last failure reason code and when (``now``) it came, for ``status``
+        self.last_rejected_reason: Optional[int] = None
         self._last_progress: Optional[float] = None
         self._tokens = float(self._bucket_size())
         self._tokens_at: Optional[float] = None
@@ -81,6 +104,13 @@ class DeliveryWindow:
             self._refill(now)
             free = min(free, int(self._tokens))
         return max(free, 0)
+
+    def released(self, now: float) -> bool:
+        """True when a refused row's hold has ended since the last call (it may go again)."""
+        ended = [row_id for row_id, until in self._rejected_until.items() if until <= now]
+        for row_id in ended:
+            del self._rejected_until[row_id]
+        return bool(ended)
 
     def busy_rows(self, now: float) -> FrozenSet[int]:
         """Rows the publisher must not send now: in flight, or refused recently."""
@@ -106,10 +136,31 @@ class DeliveryWindow:
         self._last_progress = now
         if reason_code < FIRST_FAILURE_REASON:
             self.delivered_total += 1
+            self._refusals.pop(row_id, None)
             return AckResult(row_id, True, reason_code)
         self.rejected_total += 1
-        self._rejected_until[row_id] = now + self.settings.retry_rejected_s
+        self.last_rejected_reason = reason_code
+        if len(self._refusals) >= _MAX_TRACKED_REFUSALS:
+            self._refusals.clear()  # forget old counts rather than grow without bound
+        times = self._refusals[row_id] = self._refusals.get(row_id, 0) + 1
+        step = self.settings.retry_rejected_s
+        # released on a multiple of retry_rejected_s: rows refused in one round come back
+        # together, so the publisher reads them back in a few large reads, not one by one
+        until = math.ceil((now + step * min(2 ** (times - 1), MAX_REFUSED_HOLD_FACTOR)) / step) * step
+        hold = until - now
+        self._rejected_until[row_id] = until
+        count = self._unreported.count if self._unreported is not None else 0
+        self._unreported = RefusalReport(count + 1, row_id, reason_code, hold)
         return AckResult(row_id, False, reason_code)
+
+    def refusal_report(self, now: float) -> Optional[RefusalReport]:
+        """Refusals not yet reported, at most once per ``retry_rejected_s`` (the first at once)."""
+        if self._unreported is None or (
+                self._reported_at is not None
+                and now < self._reported_at + self.settings.retry_rejected_s):
+            return None
+        report, self._unreported, self._reported_at = self._unreported, None, now
+        return report
 
     def reset(self) -> List[int]:
         """The connection is gone: forget every mid. Returns the rows that were in flight."""
@@ -130,6 +181,8 @@ class DeliveryWindow:
             deadlines.append(self._last_progress + self.settings.ack_timeout_s)
         if self._rejected_until:
             deadlines.append(min(self._rejected_until.values()))
+        if self._unreported is not None and self._reported_at is not None:
+            deadlines.append(self._reported_at + self.settings.retry_rejected_s)
         rate = self.settings.max_publish_rate
         if rate is not None and self._tokens < 1.0:
             deadlines.append(now + (1.0 - self._tokens) / rate)

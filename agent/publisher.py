@@ -41,9 +41,10 @@ import select
 import ssl
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import (AbstractSet, Any, Callable, List, Optional, Protocol, Sequence,
+from typing import (AbstractSet, Any, Callable, Deque, List, Optional, Protocol, Sequence,
                     Tuple)
 
 import paho.mqtt.client as mqtt
@@ -66,6 +67,10 @@ COMMAND_SESSION_S = 600
 #: the largest packet we accept (MQTT 5): bounds memory on a Pi Zero. Commands over
 #: 4096 bytes still arrive up to this size, so they are reported as too_large.
 MAX_INCOMING_PACKET = 65536
+#: rows read from the outbox at most at once. A read also reads every row it must skip
+#: (in flight or refused), so reading no fewer rows than it skips keeps thousands of
+#: refused rows from making each refill cost as much as the whole backlog.
+PREFETCH_ROWS = 500
 
 
 class RowLike(Protocol):
@@ -159,7 +164,9 @@ class LinkStatus:
     stalls: int = 0
     last_error: Optional[str] = None
     delivered: int = 0
-    rejected: int = 0
+    rejected: int = 0                      # publishes the broker refused (reason >= 0x80)
+    last_rejected_reason: Optional[int] = None
+    last_rejected_at: Optional[float] = None   # wall-clock time of the last refusal
     inflight: int = 0
 
 
@@ -221,6 +228,7 @@ class Publisher:
         self._flush_deadline = 0.0
         self._flushed = threading.Event()
         self._rows_maybe_waiting = True
+        self._queue: Deque[RowLike] = deque()   # read from the outbox, not yet published
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -326,6 +334,7 @@ class Publisher:
         finally:
             self._close(client)
             self._window.reset()
+            self._queue.clear()
 
     def _new_client(self, conn: _Connection) -> mqtt.Client:
         s = self.settings
@@ -371,7 +380,7 @@ class Publisher:
             if conn.lost and conn.connack is None:
                 raise LinkDown(f"connection closed before CONNACK ({conn.lost})")
         if conn.connack >= 0x80 or (s.protocol == "3.1.1" and conn.connack != 0):
-            raise LinkDown(f"broker refused the connection: {mqtt.connack_string(conn.connack) if s.protocol == '3.1.1' else _reason_name(conn.connack)}")
+            raise LinkDown(f"broker refused the connection: {mqtt.connack_string(conn.connack) if s.protocol == '3.1.1' else reason_name(conn.connack)}")
         self.status = replace(self.status, connected=True, since=self._wall(),
                               connects=self.status.connects + 1, last_error=None)
         log.info("connected to %s:%d (MQTT %s%s)", s.host, s.port, s.protocol,
@@ -394,6 +403,7 @@ class Publisher:
                                f"{self._window.inflight} publishes outstanding (silent broker)")
             self._pump(client, conn, self._timeout(now))
             self._handle_callbacks(conn)
+            self._report_refusals(self._clock())
             if conn.lost:
                 raise LinkDown(conn.lost)
 
@@ -426,17 +436,25 @@ class Publisher:
         return timeout
 
     def _fill_window(self, client: mqtt.Client, now: float) -> None:
+        if self._window.released(now):
+            self._rows_maybe_waiting = True
         room = self._window.room(now)
-        if room <= 0 or not self._rows_maybe_waiting:
+        if room <= 0:
             return
-        rows = self._source.next_batch(room, self._window.busy_rows(now))
-        if len(rows) < room:
-            self._rows_maybe_waiting = False
-        for row in rows:
+        if not self._queue and self._rows_maybe_waiting:
+            busy = self._window.busy_rows(now)
+            want = max(room, min(len(busy), PREFETCH_ROWS))
+            rows = self._source.next_batch(want, busy)
+            if len(rows) < want:
+                self._rows_maybe_waiting = False
+            self._queue.extend(rows)
+        while room > 0 and self._queue:
+            row = self._queue.popleft()
             info = client.publish(row.topic, row.payload, qos=1, retain=False)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 raise LinkDown(f"publish failed: {mqtt.error_string(info.rc)}")
             self._window.sent(info.mid, row.row_id, now)
+            room -= 1
 
     def _handle_callbacks(self, conn: _Connection) -> None:
         if conn.acks:
@@ -451,8 +469,8 @@ class Publisher:
                 if result.delivered and result.row_id is not None:
                     done.append(result.row_id)
                 elif result.row_id is not None:
-                    log.error("broker refused event row %d: reason %s (0x%02x); will retry",
-                              result.row_id, _reason_name(reason), reason)
+                    self.status = replace(self.status, last_rejected_reason=reason,
+                                          last_rejected_at=self._wall())
             conn.acks.clear()
             self._rows_maybe_waiting = True
             if done:
@@ -471,6 +489,17 @@ class Publisher:
                         log.exception("command handler failed")
             conn.messages.clear()
 
+    def _report_refusals(self, now: float) -> None:
+        """One line per ``retry_rejected_s`` however many rows the broker refused."""
+        report = self._window.refusal_report(now)
+        if report is None:
+            return
+        log.error("broker refused %d event publish%s (last: row %d, reason %s (0x%02x)); they "
+                  "stay in the outbox, the last is offered again in %.0f s: check the broker's "
+                  "ACL or policy for %s/events/#", report.count, "" if report.count == 1 else "es",
+                  report.last_row_id, reason_name(report.last_reason), report.last_reason,
+                  report.held_for_s, self.settings.topic_prefix)
+
     def _pump(self, client: mqtt.Client, conn: _Connection, timeout: float) -> None:
         """One turn of the external loop: wait for the socket or a wake-up, then let paho work."""
         sock: Any = client.socket()
@@ -488,6 +517,7 @@ class Publisher:
         if self._wake_r in readable:
             self._drain_wakes()
             self._rows_maybe_waiting = True
+            self._queue.clear()  # new rows (a critical one, maybe) go first: read afresh
         if sock in readable or pending:
             client.loop_read()
         if client.socket() is not None and client.want_write():
@@ -519,7 +549,8 @@ class Publisher:
         return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
-def _reason_name(code: int) -> str:
+def reason_name(code: int) -> str:
+    """The MQTT 5 name of a failure reason code, for logs and ``status``."""
     names = {0x80: "unspecified error", 0x83: "implementation specific error",
              0x84: "unsupported protocol version", 0x85: "client identifier not valid",
              0x86: "bad user name or password", 0x87: "not authorized",

@@ -39,9 +39,55 @@ def test_a_refused_row_is_held_back_then_offered_again() -> None:
     w.sent(1, 10, 0.0)
     w.acked(1, 0x87, 1.0)
     assert 10 in w.busy_rows(2.0)
+    assert w.next_deadline(2.0) == 60.0      # 30 s on, rounded up to a multiple of 30 s
+    assert not w.released(59.0)
+    assert w.released(60.0) and 10 not in w.busy_rows(60.0)
+    assert w.rejected_total == 1 and w.last_rejected_reason == 0x87
+
+
+def test_a_row_refused_again_and_again_waits_longer_each_time_up_to_8_times() -> None:
+    w = window(retry_rejected_s=10.0)
+    holds: list = []
+    now = 0.0
+    for mid in range(1, 7):
+        w.sent(mid, 10, now)
+        w.acked(mid, 0x87, now)
+        until = w.next_deadline(now)
+        assert until is not None
+        holds.append(until - now)
+        now = until
+    assert holds == [10, 20, 40, 80, 80, 80]
+    w.sent(7, 10, now)
+    w.acked(7, 0x00, now)                    # delivered at last: the count starts afresh
+    w.sent(8, 10, now)
+    w.acked(8, 0x87, now)
+    assert w.next_deadline(now) == now + 10
+
+
+def test_rows_refused_in_one_round_come_back_together() -> None:
+    w = window(retry_rejected_s=30.0, max_inflight=1000)
+    for i in range(500):
+        w.sent(i, 1000 + i, 31.0)
+        w.acked(i, 0x87, 31.0 + i * 0.01)    # refused over 5 s
+    assert not w.released(89.9)
+    assert w.released(90.0) and w.busy_rows(90.0) == frozenset()
+
+
+def test_thousands_of_refusals_make_one_report_per_round() -> None:
+    w = window(retry_rejected_s=30.0, max_inflight=5000)
+    assert w.refusal_report(0.0) is None
+    for i in range(5000):
+        w.sent(i, i, 0.0)
+    first = None
+    for i in range(5000):
+        w.acked(i, 0x87, 1.0)
+        first = first or w.refusal_report(1.0)
+    assert first is not None and first.count == 1        # the first at once
+    assert w.refusal_report(2.0) is None                 # the rest wait for the round
     assert w.next_deadline(2.0) == 31.0
-    assert 10 not in w.busy_rows(31.0)
-    assert w.rejected_total == 1
+    rest = w.refusal_report(31.0)
+    assert rest is not None and (rest.count, rest.last_row_id, rest.last_reason) == (4999, 4999, 0x87)
+    assert w.refusal_report(61.0) is None                # nothing new
 
 
 def test_unknown_mid_is_ignored() -> None:
