@@ -300,3 +300,57 @@ class ReconnectBackoff:
         self._next = earliest
         self._last_cut = earliest
         return True
+
+
+# --- incoming packet size (MQTT 3.1.1 cannot tell the broker a maximum) -------------------
+
+@dataclass(frozen=True)
+class OversizePacket:
+    """The fixed header of an incoming packet over the limit (its body was never read)."""
+
+    packet_type: int           # 3 = PUBLISH
+    retain: bool               # a PUBLISH with the retain flag (sent again on every subscribe)
+    length: int                # its remaining length, bytes
+
+
+class IncomingSizeGuard:
+    """Follows the broker-to-client byte stream and spots a packet over ``max_packet``
+    from its fixed header alone, before anyone buffers the body (docs/spec.md §7).
+
+    ``feed(data)`` takes the bytes as they are received, in order, and returns an
+    :class:`OversizePacket` as soon as a remaining length over the limit is complete;
+    the caller must then drop the connection (the stream cannot be resumed). Only the
+    fixed header is read (type, flags, remaining length); the MQTT client parses the rest.
+    """
+
+    def __init__(self, max_packet: int) -> None:
+        self.max_packet = max_packet
+        self._first: Optional[int] = None   # first byte of the current packet's header
+        self._length = 0
+        self._shift = 0
+        self._body_left = 0
+
+    def feed(self, data: bytes) -> Optional[OversizePacket]:
+        i, n = 0, len(data)
+        while i < n:
+            if self._body_left:
+                step = min(self._body_left, n - i)
+                self._body_left -= step
+                i += step
+            elif self._first is None:
+                self._first, self._length, self._shift = data[i], 0, 0
+                i += 1
+            else:
+                byte = data[i]
+                i += 1
+                self._length |= (byte & 0x7F) << self._shift
+                self._shift += 7
+                if byte & 0x80 and self._shift < 28:
+                    continue
+                first, self._first = self._first, None
+                # fixed header (1 + up to 4 bytes) plus the body
+                if self._length + 1 + self._shift // 7 > self.max_packet or byte & 0x80:
+                    return OversizePacket(first >> 4, bool(first & 0x01) and first >> 4 == 3,
+                                          self._length)
+                self._body_left = self._length
+        return None

@@ -44,8 +44,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import (AbstractSet, Any, Callable, Deque, List, Optional, Protocol, Sequence,
-                    Tuple)
+from typing import (TYPE_CHECKING, AbstractSet, Any, Callable, Deque, List, Optional, Protocol,
+                    Sequence, Tuple)
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -53,7 +53,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from agent import __version__
-from agent.delivery import BackoffSettings, DeliveryWindow, ReconnectBackoff, WindowSettings
+from agent.delivery import (BackoffSettings, DeliveryWindow, IncomingSizeGuard, OversizePacket,
+                            ReconnectBackoff, WindowSettings)
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import SocketLike
 
 log = logging.getLogger("agent.publisher")
 
@@ -64,9 +68,13 @@ _WAKE_ROWS, _WAKE_CRITICAL = b"!", b"C"
 #: MQTT 5 session expiry: the broker keeps our subscription (and queues commands sent
 #: while we are offline) this long; a command lives at most 10 minutes (SPEC §7).
 COMMAND_SESSION_S = 600
-#: the largest packet we accept (MQTT 5): bounds memory on a Pi Zero. Commands over
-#: 4096 bytes still arrive up to this size, so they are reported as too_large.
+#: the largest packet we accept: bounds memory on a Pi Zero. MQTT 5 tells the broker; on
+#: 3.1.1 (and against a broker that ignores it) :class:`_GuardedSocket` drops the
+#: connection when a larger packet's header arrives. Commands over 4096 bytes still
+#: arrive up to this size, so they are reported as too_large.
 MAX_INCOMING_PACKET = 65536
+#: after a retained oversized command came twice in a row, stay unsubscribed this long
+OVERSIZE_UNSUBSCRIBED_S = 600.0
 #: rows read from the outbox at most at once. A read also reads every row it must skip
 #: (in flight or refused), so reading no fewer rows than it skips keeps thousands of
 #: refused rows from making each refill cost as much as the whole backlog.
@@ -162,12 +170,64 @@ class LinkStatus:
     retry_in_s: Optional[float] = None     # the back-off wait being served, while not connected
     reconnects: int = 0
     stalls: int = 0
+    oversized: int = 0                     # incoming packets over MAX_INCOMING_PACKET, dropped
     last_error: Optional[str] = None
     delivered: int = 0
     rejected: int = 0                      # publishes the broker refused (reason >= 0x80)
     last_rejected_reason: Optional[int] = None
     last_rejected_at: Optional[float] = None   # wall-clock time of the last refusal
     inflight: int = 0
+
+
+class _GuardedSocket:
+    """The socket paho reads from, with an :class:`IncomingSizeGuard` on what it receives.
+
+    paho reads a packet's fixed header first and then buffers the whole body; this
+    refuses the read that completes an oversized header (an OSError, which paho treats
+    as a lost connection), so not one byte of the body is buffered (docs/spec.md §7).
+    Everything else is the wrapped (TCP or TLS) socket's.
+    """
+
+    def __init__(self, sock: "SocketLike", max_packet: int) -> None:
+        self._sock = sock
+        self._guard = IncomingSizeGuard(max_packet)
+        self.oversize: Optional[OversizePacket] = None
+
+    def recv(self, buffer_size: int) -> bytes:
+        if self.oversize is not None:
+            raise OSError("connection dropped: oversized packet")
+        data = self._sock.recv(buffer_size)
+        self.oversize = self._guard.feed(data)
+        if self.oversize is not None:
+            raise OSError(f"incoming packet of {self.oversize.length} bytes is over "
+                          f"{self._guard.max_packet}")
+        return data
+
+    def send(self, buffer: "bytes | bytearray") -> int:
+        return self._sock.send(buffer)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def __getattr__(self, name: str) -> Any:  # pending() of a TLS socket, and the like
+        return getattr(self._sock, name)
+
+
+class _Client(mqtt.Client):
+    """paho's client on a :class:`_GuardedSocket`; paho stays the only MQTT code."""
+
+    guarded: Optional[_GuardedSocket] = None
+
+    def _create_socket(self) -> "SocketLike":
+        # paho 2.x makes every socket (TCP, then TLS) here; setup.py pins paho < 3
+        self.guarded = _GuardedSocket(super()._create_socket(), MAX_INCOMING_PACKET)
+        return self.guarded
 
 
 class LinkDown(Exception):
@@ -229,6 +289,10 @@ class Publisher:
         self._flushed = threading.Event()
         self._rows_maybe_waiting = True
         self._queue: Deque[RowLike] = deque()   # read from the outbox, not yet published
+        # an oversized incoming packet: start the next session afresh (see _oversize_dropped)
+        self._clean_next = False
+        self._oversize_streak = 0
+        self._unsubscribed_until = float("-inf")
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -323,6 +387,11 @@ class Publisher:
             self._backoff.connected(self._clock())
             self._session(client, conn)
         except LinkDown as exc:
+            over = client.guarded.oversize if client.guarded is not None else None
+            if over is not None:
+                exc = LinkDown(self._oversize_dropped(over))
+            else:
+                self._oversize_streak = 0
             self._mark_down(str(exc))
             now = self._clock()
             wait = self._backoff.session_ended(now) if connected else self._backoff.attempt_failed(now)
@@ -336,14 +405,36 @@ class Publisher:
             self._window.reset()
             self._queue.clear()
 
-    def _new_client(self, conn: _Connection) -> mqtt.Client:
+    def _oversize_dropped(self, over: OversizePacket) -> str:
+        """The guard dropped the connection at an oversized packet's header. A kept session
+        would make the broker send the same queued QoS 1 message on every reconnect, so
+        the next session starts afresh (commands queued meanwhile are lost; they would
+        have expired). A retained one comes again with every subscription: after the second
+        time in a row, commands stay off for a while, events still flow."""
+        self._oversize_streak += 1
+        self._clean_next = True
+        self.status = replace(self.status, oversized=self.status.oversized + 1)
+        what = f"incoming packet of {over.length} bytes over {MAX_INCOMING_PACKET} dropped unread"
+        if over.retain and self._oversize_streak >= 2:
+            self._unsubscribed_until = self._clock() + OVERSIZE_UNSUBSCRIBED_S
+            log.error("a retained message of %d bytes on %s comes with every subscription: "
+                      "commands are off for %.0f s. Clear it on the broker (publish an empty "
+                      "retained message to that topic)", over.length,
+                      self.settings.commands_topic, OVERSIZE_UNSUBSCRIBED_S)
+        else:
+            log.error("the broker sent a packet of %d bytes (over %d): the connection was "
+                      "dropped before reading it, and the next one starts a fresh session so "
+                      "the broker forgets it", over.length, MAX_INCOMING_PACKET)
+        return what
+
+    def _new_client(self, conn: _Connection) -> _Client:
         s = self.settings
         protocol = _PROTOCOLS[s.protocol]
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
-                             protocol=protocol,
-                             # a kept session: commands sent while we were away are queued
-                             # by the broker (3.1.1 here; MQTT 5 in connect())
-                             clean_session=False if protocol == mqtt.MQTTv311 else None)
+        client = _Client(CallbackAPIVersion.VERSION2, client_id=s.client_id,
+                         protocol=protocol,
+                         # a kept session: commands sent while we were away are queued
+                         # by the broker (3.1.1 here; MQTT 5 in connect())
+                         clean_session=self._clean_next if protocol == mqtt.MQTTv311 else None)
         # our window is the limit; paho's own must never hold a publish back
         client.max_inflight_messages_set(s.window.max_inflight + 2)
         client.max_queued_messages_set(0)
@@ -366,7 +457,8 @@ class Publisher:
                 props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = COMMAND_SESSION_S
                 props.MaximumPacketSize = MAX_INCOMING_PACKET
-                client.connect(s.host, s.port, s.keepalive_s, clean_start=False, properties=props)
+                client.connect(s.host, s.port, s.keepalive_s, clean_start=self._clean_next,
+                               properties=props)
             else:
                 client.connect(s.host, s.port, s.keepalive_s)
         except (OSError, ssl.SSLError, ValueError) as exc:  # ssl.CertificateError is a ValueError
@@ -387,7 +479,8 @@ class Publisher:
                  ", TLS" if s.tls else "")
         info = client.publish(s.status_topic, self._status_payload("online"), qos=1, retain=True)
         conn.status_mids.add(info.mid)
-        if s.subscribe_commands:
+        self._clean_next = False
+        if s.subscribe_commands and self._clock() >= self._unsubscribed_until:
             client.subscribe(s.commands_topic, qos=1)
         self._rows_maybe_waiting = True
 

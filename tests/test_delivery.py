@@ -255,3 +255,46 @@ def test_a_flapping_broker_is_reached_far_more_often_when_pubacks_reset_the_back
                    for seed in range(200)) / 200
     assert mean(False) < 3.5                 # the old rule, as measured
     assert mean(True) > 5.5                  # the rule of docs/spec.md §6
+
+
+# --- IncomingSizeGuard (docs/spec.md §7, MQTT 3.1.1) -------------------------------------
+
+from agent.delivery import IncomingSizeGuard, OversizePacket  # noqa: E402
+
+
+def remaining_length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def packet(first: int, body: bytes) -> bytes:
+    return bytes([first]) + remaining_length(len(body)) + body
+
+
+def test_packets_under_the_limit_pass_in_any_chunking() -> None:
+    stream = packet(0x20, b"\x00\x00") + packet(0x32, b"x" * 300) + packet(0x40, b"\x00\x01")
+    for size in (1, 2, 7, len(stream)):
+        guard = IncomingSizeGuard(max_packet=400)
+        assert all(guard.feed(stream[i:i + size]) is None for i in range(0, len(stream), size))
+
+
+def test_an_oversized_publish_is_spotted_from_its_header_alone() -> None:
+    guard = IncomingSizeGuard(max_packet=65536)
+    assert guard.feed(packet(0x20, b"\x00\x00")) is None            # CONNACK
+    header = bytes([0x33]) + remaining_length(100 * 1024 * 1024)   # PUBLISH QoS 1, retained
+    assert guard.feed(header[:-1]) is None                          # length not complete yet
+    assert guard.feed(header[-1:]) == OversizePacket(3, True, 100 * 1024 * 1024)
+
+
+def test_the_limit_counts_the_whole_packet() -> None:
+    body = b"x" * (100 - 1 - 1)                                      # 1 + 1 + 98 = 100 bytes
+    assert IncomingSizeGuard(100).feed(packet(0x30, body)) is None
+    assert IncomingSizeGuard(99).feed(packet(0x30, body)) == OversizePacket(3, False, 98)
+
+
+def test_a_remaining_length_longer_than_4_bytes_is_refused() -> None:
+    assert IncomingSizeGuard(1 << 30).feed(b"\x30\xff\xff\xff\xff\x01") is not None
