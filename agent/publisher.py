@@ -347,6 +347,8 @@ class Publisher:
             except Exception:  # a bug here must not end delivery for good
                 log.exception("publisher error; starting a new connection")
                 self._backoff.attempt_failed(self._clock())
+            if self._backoff.next_deadline() is None and not self._stopping.is_set():
+                self._backoff.attempt_failed(self._clock())  # never spin without a wait
 
     def _wait_for_retry(self) -> None:
         """Serve the back-off wait; stop() ends it, a critical wake-up may (docs/spec.md §6)."""
