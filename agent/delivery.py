@@ -23,7 +23,8 @@ An optional publish rate cap (a token bucket) keeps us inside managed brokers' l
 
 :class:`ReconnectBackoff` decides when to dial the broker again: exponential back-off
 with full jitter, cut short by a critical event (at most once every 5 s) and reset by a
-session that stayed up 10 s or saw a PUBACK (docs/spec.md §6).
+session that stayed up 10 s or saw a PUBACK (docs/spec.md §6). :class:`IncomingSizeGuard`
+spots an oversized incoming packet from its fixed header (docs/spec.md §7).
 
 No I/O here: every method takes ``now`` (monotonic seconds).
 """
