@@ -25,7 +25,6 @@ setup(
         "gpiozero>=2.0.1.post3",
         "paho-mqtt>=2.0,<3",
         "PyYAML>=5.4",
-        "tenacity>=8.0",
         "PyJWT>=2.8",
         "cryptography>=41",
     ],

@@ -87,6 +87,13 @@ _TIMING = {
 }
 
 
+#: docs/spec.md §6: on 3.1.1 the agent deletes an event on a PUBACK that proves nothing
+PROTOCOL_311_WARNING = (
+    "MQTT 3.1.1 has no PUBACK reason codes, and some brokers (mosquitto among them) "
+    "acknowledge a publish their ACL refused: the agent then deletes an event the cloud "
+    "never got. Use protocol: \"5\" unless the broker speaks only 3.1.1 (docs/brokers.md)")
+
+
 def load_config(path: Union[str, Path], *, environ: Optional[Mapping[str, str]] = None) -> Config:
     """Read and check ``path``; raises :class:`ConfigProblems` with every problem found.
 
@@ -137,9 +144,10 @@ def parse_config(text: str, source: Path, *, environ: Optional[Mapping[str, str]
         care=_care(top, sink),
         heartbeat_s=top.get("heartbeat_s", as_int(10, 86400, SEC), DEFAULT_HEARTBEAT_S),
         source=source.absolute(),
+        warnings=tuple(sink.warnings),
     )
     if sink.problems:
-        raise ConfigProblems(sink.problems)
+        raise ConfigProblems(sink.problems)  # warnings wait until the file is valid
     return config
 
 
@@ -458,6 +466,8 @@ def _mqtt(top: MapReader, sink: Sink, device: DeviceConfig, paths: Any) -> MqttC
             sink.add(where, "mqtt.tls.insecure_skip_verify", f"an unverified TLS connection to "
                      f"{host} is refused: anyone on the path could pose as the broker. Give "
                      f"ca_file: instead, or set allow_insecure: true if you accept the risk")
+    if mqtt.protocol == "3.1.1":
+        sink.warn(m.value_node("protocol"), "mqtt.protocol", PROTOCOL_311_WARNING)
     if mqtt.password_file and not mqtt.username and mqtt.protocol == "3.1.1":
         sink.add(m.node_or_self("password_file"), "mqtt.username", "MQTT 3.1.1 sends a "
                  "password only with a user name: set username: (or use protocol: \"5\")")

@@ -67,11 +67,18 @@ class Bad(Exception):
 
 
 class Sink:
-    """Collects problems for one file."""
+    """Collects problems for one file, and warnings (a valid file may still have those)."""
 
     def __init__(self, file: str) -> None:
         self.file = file
         self.problems: List[Problem] = []
+        self.warnings: List[Problem] = []
+
+    def warn(self, where: Union[Node, Mark, None], path: str, message: str) -> None:
+        """A choice that works but may surprise; the message starts with ``warning:``."""
+        mark = where.start_mark if isinstance(where, Node) else where
+        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        self.warnings.append(Problem(self.file, line, col, path, f"warning: {message}"))
 
     def add(self, where: Union[Node, Mark, None], path: str, message: str) -> None:
         mark = where.start_mark if isinstance(where, Node) else where

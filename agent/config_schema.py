@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple
 
+from agent.config_reader import Problem
 from agent.feedback import Patterns
 
 SENSOR_KINDS = ("sos_button", "door", "smoke")
@@ -217,6 +218,8 @@ class Config:
     care: CareConfig
     heartbeat_s: int
     source: Path
+    #: choices that are valid but may surprise (``validate`` prints them, exit 0)
+    warnings: Tuple[Problem, ...] = ()
 
     def sensor(self, name: str) -> SensorConfig:
         for s in self.sensors:

@@ -483,7 +483,9 @@ class Agent:
             "link": {"connected": link.connected, "since": link.since,
                      "connects": link.connects, "reconnects": link.reconnects,
                      "stalls": link.stalls, "last_error": link.last_error,
-                     "delivered": link.delivered, "rejected": link.rejected},
+                     "delivered": link.delivered, "rejected": link.rejected,
+                     "last_rejected_reason": link.last_rejected_reason,
+                     "last_rejected_at": link.last_rejected_at},
             "sensors": {name: {"state": m.state, "raw": m.raw}
                         for name, m in self.loop.machines.items()},
             "last_events": {name: {"type": e.type, "ts": e.ts, "seq": e.seq}

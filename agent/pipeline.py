@@ -85,7 +85,7 @@ class Recorder:
 
     def __init__(self, *, device_id: str, topic_prefix: str, signer: TokenSigner,
                  counters: SeqSource, outbox: Outbox, clocks: Clocks,
-                 wake: Callable[[], None] = lambda: None,
+                 wake: Callable[[bool], None] = lambda critical: None,
                  max_payload_bytes: Optional[int] = None) -> None:
         self.device_id = device_id
         self.topic_prefix = topic_prefix
@@ -146,7 +146,8 @@ class Recorder:
             log.info("event %s sensor=%s seq=%d prio=%s ts=%s jti=%s data=%s", event.type,
                      event.sensor, event.seq, event.prio, event.ts, event.jti,
                      _short(event.claims()["data"]))
-        self._wake()
+        # critical: it ends the publisher's back-off wait (docs/spec.md §6)
+        self._wake(any(e.critical for e in events))
         return events
 
     def report_evictions(self, now: float) -> Optional[Event]:

@@ -24,6 +24,10 @@ Modes (``FaultProxy.MODES``):
     mode with a plain listener. TLS passes through opaquely in the other modes.
 ``refuse``
     new connections are closed at once with a reset; existing ones keep forwarding.
+``drop_after_connack``
+    an accept-then-drop broker: the broker's CONNACK reaches the client, nothing after
+    it does, and the connection is reset as soon as the CONNACK is written (plaintext
+    MQTT only, like ``drop_pubacks``).
 
 ``cut()`` closes every current connection abruptly (RST to both ends) in any mode; new
 connections are then accepted as the mode says. Counters: ``accepted``, ``active``,
@@ -37,9 +41,9 @@ import struct
 import threading
 from typing import Callable, Dict, List, Optional, Tuple
 
-PUBACK = 4
+CONNACK, PUBACK = 2, 4
 MAX_BUFFER = 256 * 1024  # stop reading a side while this much waits for the other
-MODES = ("pass", "blackhole", "drop_pubacks", "refuse")
+MODES = ("pass", "blackhole", "drop_pubacks", "refuse", "drop_after_connack")
 
 
 class MqttStreamFilter:
@@ -125,6 +129,7 @@ class _Pair:
         self.to_upstream = bytearray()
         self.filter = MqttStreamFilter()
         self.eof = False  # one side ended: close once pending bytes are flushed
+        self.hang_up = False  # drop_after_connack: reset once to_client is written
 
 
 def _reset(sock: socket.socket) -> None:
@@ -373,6 +378,9 @@ class FaultProxy:
             if events & selectors.EVENT_WRITE and out_box:
                 sent = src.send(out_box)
                 del out_box[:sent]
+            if pair.hang_up and not pair.to_client:
+                self._drop_pair(pair, abrupt=True)
+                return
             if events & selectors.EVENT_READ:
                 data = src.recv(65536)
                 if not data:
@@ -392,9 +400,17 @@ class FaultProxy:
             self._drop_pair(pair, abrupt=False)
 
     def _from_broker(self, pair: _Pair, data: bytes) -> None:
-        dropping = self._mode == "drop_pubacks"
+        mode = self._mode
+
+        def drop(ptype: int) -> bool:
+            if mode == "drop_after_connack":
+                if pair.hang_up:
+                    return True
+                pair.hang_up = ptype == CONNACK
+                return False
+            return mode == "drop_pubacks" and ptype == PUBACK
         before = pair.filter.dropped
-        out = pair.filter.feed(data, lambda ptype: dropping and ptype == PUBACK)
+        out = pair.filter.feed(data, drop)
         pair.to_client += out
         with self._cond:
             self.bytes_down += len(out)

@@ -344,6 +344,28 @@ def test_validate_cli_reports_unreadable_values_with_file_line_col(tmp_path: Pat
     assert len(bad.stderr.splitlines()) == 1, bad.stderr
 
 
+
+PROTOCOL_311 = BASE + '  protocol: "3.1.1"\n'
+
+
+def test_protocol_3_1_1_is_a_warning_with_its_line_not_a_problem() -> None:
+    c = ok(PROTOCOL_311)          # docs/spec.md §6: valid, but a 3.1.1 PUBACK proves nothing
+    assert c.mqtt.protocol == "3.1.1"
+    [w] = c.warnings
+    assert (w.line, w.col, w.field_path) == (7, 13, "mqtt.protocol")
+    assert w.message.startswith("warning: ") and "ACL" in w.message and 'protocol: "5"' in w.message
+    assert ok(BASE).warnings == () and ok(BASE + "  protocol: 5\n").warnings == ()
+
+
+def test_validate_cli_warns_on_3_1_1_and_exits_0(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(PROTOCOL_311)
+    done = run_cli("validate", "--config", str(path))
+    assert done.returncode == 0 and done.stdout.strip() == f"{path}: OK"
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"{path}:7:13: mqtt.protocol: warning: MQTT 3.1.1")
+
+
 def test_output_patterns_default_and_configured() -> None:
     from agent.feedback import Patterns
 

@@ -30,7 +30,7 @@ def parts(tmp_path: Path) -> Iterator[Tuple[Recorder, Outbox, Signer, List[str]]
                         counters=counters, outbox=outbox,
                         clocks=Clocks(wall_of=lambda at: START + at, now_epoch=lambda: START + 99,
                                       synced=lambda: True),
-                        wake=lambda: woken.append("wake"))
+                        wake=lambda critical=False: woken.append("critical" if critical else "wake"))
     yield recorder, outbox, signer, woken
     outbox.close()
     counters.close()
@@ -42,7 +42,7 @@ def test_events_are_signed_stored_in_order_then_the_publisher_is_woken(parts) ->
         SensorEvent("door.opened", "front_door", 1.5, {"state": "open"}, False),
         SensorEvent("sos.pressed", "sos", 2.0, {"state": "pressed"}, True),
     ])
-    assert woken == ["wake"]
+    assert woken == ["critical"]     # a critical event ends a back-off wait (docs/spec.md §6)
     rows = outbox.next_batch(10)
     assert [r.type for r in rows] == ["sos.pressed", "door.opened"]   # critical lane first
     assert rows[0].topic == "homecare/gw-1/events/sos"
@@ -52,6 +52,12 @@ def test_events_are_signed_stored_in_order_then_the_publisher_is_woken(parts) ->
     assert claims["ts"].endswith(".500Z") and claims["iat"] == int(START + 99)
     assert claims["seq"] == made[0].seq < made[1].seq
     assert recorder.last_by_sensor["sos"].type == "sos.pressed"
+
+
+def test_a_batch_without_a_critical_event_wakes_the_publisher_plainly(parts) -> None:  # type: ignore[no-untyped-def]
+    recorder, _, _, woken = parts
+    recorder.record([SensorEvent("door.opened", "front_door", 1.5, {"state": "open"}, False)])
+    assert woken == ["wake"]         # ordinary wakes must not cut a back-off wait
 
 
 def test_an_empty_batch_touches_nothing(parts) -> None:  # type: ignore[no-untyped-def]

@@ -24,6 +24,7 @@ from typing import Any, Dict, Optional
 from agent.config import load_config
 from agent.daemon import OUTBOX_FILE, STATUS_FILE
 from agent.errors import OutboxError
+from agent.publisher import reason_name
 
 
 _UNREADABLE_HINT = ("run `homecare-agent status` as the service's user or with sudo "
@@ -104,6 +105,16 @@ def _age(epoch: Optional[float], now: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _print_refused(link: Dict[str, Any], now: float) -> None:
+    """Publishes the broker refused (MQTT 5 reason >= 0x80): they stay in the outbox."""
+    count, reason = link.get("rejected", 0), link.get("last_rejected_reason")
+    if not count or not isinstance(reason, int):
+        return
+    print(f"refused:    {count} publishes refused by the broker in that run; last reason "
+          f"0x{reason:02x} ({reason_name(reason)}) {_age(link.get('last_rejected_at'), now)} ago; "
+          f"the events stay in the outbox: check the broker's ACL for this device's topics")
+
+
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     now = time.time()
@@ -133,8 +144,9 @@ def main(args: argparse.Namespace) -> int:
             state_word = "NOT connected, never was in that run"
         print(f"broker:     {state_word}; "
               f"{link['connects']} connects, {link['stalls']} stalls, "
-              f"{link['delivered']} delivered in that run"
+              f"{link['delivered']} delivered, {link.get('rejected', 0)} refused in that run"
               + (f"; last error: {link['last_error']}" if link.get("last_error") else ""))
+        _print_refused(link, now)
     box = outbox_summary(state / OUTBOX_FILE)
     if box is None:
         print("outbox:     none yet (created at the agent's first start): 0 waiting")

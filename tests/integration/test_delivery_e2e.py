@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
@@ -35,7 +35,7 @@ from agent.signing import Signer, Verifier
 from drivers.events import SensorEvent
 from tests.broker import MosquittoBroker, Received, Subscriber, make_client
 from tests.faultproxy import FaultProxy
-from tests.helpers import REPO, wait_until
+from tests.helpers import REPO, assert_unique_boot_seq, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -81,13 +81,14 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     key = Ed25519PrivateKey.generate()
 
     def build(settings: LinkSettings, *, limits: OutboxLimits = OutboxLimits(min_free_mb=0),
-              state: str = "state", outbox: Optional[Outbox] = None) -> Stack:
+              state: str = "state", outbox: Optional[Outbox] = None,
+              rand: Callable[[], float] = random.random) -> Stack:
         state_dir = tmp_path / state
         state_dir.mkdir(exist_ok=True)
         signer = Signer("EdDSA", key)
         box = outbox if outbox is not None else Outbox.open(state_dir / "outbox.sqlite3", limits)
         counters = Counters(state_dir)
-        publisher = Publisher(settings, OutboxSource(box))
+        publisher = Publisher(settings, OutboxSource(box), rand=rand)
         recorder = Recorder(device_id="gw-test", topic_prefix=settings.topic_prefix,
                             signer=signer, counters=counters, outbox=box, clocks=wall_clocks(),
                             wake=publisher.wake)
@@ -130,6 +131,77 @@ def wait_empty(outbox: Outbox, timeout: float) -> None:
 def committed(outbox: Outbox) -> Dict[str, OutboxRow]:
     """jti -> row as stored (the bytes signed at creation)."""
     return {r.jti: r for r in outbox.next_batch(100_000)}
+
+
+# --------------------------------------------------------------------------- back-off
+def test_after_the_broker_returns_an_sos_arrives_within_2_s_whatever_the_back_off(
+        broker: MosquittoBroker, make_stack: Callable[..., Stack]) -> None:
+    """docs/spec.md §6 (version 2): a critical event recorded while disconnected ends the
+    back-off wait; an ordinary one does not."""
+    broker.stop()
+    # full jitter drawn at its top: the first failure waits the whole 30 s
+    settings = replace(link(broker, broker.plain_port), backoff_base_s=30.0, backoff_max_s=60.0)
+    stack = make_stack(settings, rand=lambda: 1.0)
+    p = stack.publisher
+    wait_until(lambda: p.status.retry_in_s == 30.0, timeout=10, what="a 30 s back-off wait")
+    broker.start()
+    with Subscriber(broker, EVENTS) as sub:
+        stack.recorder.record([sensor_event(1, critical=False)])
+        with pytest.raises(TimeoutError):       # an ordinary event does not cut the wait
+            sub.wait_for(1, timeout=1.0)
+        t0 = time.monotonic()
+        stack.recorder.record([sensor_event(2, critical=True)])
+        got = sub.wait_until(lambda ms: any(b"sos" in m.topic.encode() for m in ms), timeout=2.0)
+        arrived_after = time.monotonic() - t0
+        sub.wait_for(2)
+    assert arrived_after < 2.0
+    claims = [stack.verifier.verify(m.payload.decode("ascii")) for m in events_of(sub.messages)]
+    assert {c["type"] for c in claims} == {"sos.pressed", "door.opened"}
+    assert_unique_boot_seq(claims)
+    assert p.status.attempts == 2 and got
+
+
+def test_an_accept_then_drop_broker_causes_no_reconnect_storm(
+        broker: MosquittoBroker, fault_proxy: FaultProxy, make_stack: Callable[..., Stack]) -> None:
+    """CONNACK then an abrupt drop, every time: the back-off keeps growing (docs/spec.md §6)."""
+    fault_proxy.set_mode("drop_after_connack")
+    settings = replace(link(broker, fault_proxy.port), backoff_base_s=0.1, backoff_max_s=60.0,
+                       healthy_after_s=10.0)
+    stack = make_stack(settings, rand=lambda: 1.0)
+    stack.recorder.record([sensor_event(1, critical=False)])
+    wait_until(lambda: fault_proxy.accepted >= 3, timeout=5, what="three sessions")
+    t0, n0 = time.monotonic(), fault_proxy.accepted
+    wait_until(lambda: time.monotonic() - t0 >= 3.0, timeout=4, what="3 s")  # no event to await
+    # waits 0.1, 0.2, 0.4, 0.8, 1.6, 3.2 s: at most 3 more dials in these 3 s
+    assert fault_proxy.accepted - n0 <= 3, fault_proxy.accepted
+    assert stack.publisher.status.connects >= 3   # each session did reach CONNACK
+    fault_proxy.set_mode("pass")
+
+
+def test_5000_acl_refused_rows_cost_little_cpu_and_one_log_line_per_round(
+        broker: MosquittoBroker, make_stack: Callable[..., Stack], tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """MQTT 5 PUBACK 0x87 for every row: the rows stay, calmly (docs/spec.md §5). Measured
+    before the fix: 5.2 s of CPU and 5,000 ERROR lines for the first round alone."""
+    n = 5000
+    box = Outbox.open(tmp_path / "refused.sqlite3", OutboxLimits(min_free_mb=0, max_events=n))
+    box.put([OutboxRow(seq=i + 1, critical=False, topic="homecare/someone-else/events/door",
+                       payload=b"x" * 400, jti=f"j{i}", sensor="door", type="door.opened",
+                       created=time.time()) for i in range(n)])
+    settings = replace(link(broker, broker.plain_port),
+                       window=WindowSettings(max_inflight=20, ack_timeout_s=5.0, retry_rejected_s=60.0))
+    cpu0 = time.process_time()
+    with caplog.at_level("ERROR", logger="agent.publisher"):
+        stack = make_stack(settings, outbox=box)
+        wait_until(lambda: stack.publisher.status.rejected >= n, timeout=30, what="5,000 refusals",
+                   interval=0.05)
+        cpu = time.process_time() - cpu0
+        errors = [r for r in caplog.records if r.name == "agent.publisher" and r.levelno >= 40]
+    assert len(errors) == 1 and "broker refused" in errors[0].getMessage()
+    assert cpu < 2.5, f"{cpu:.2f} s of CPU for one round of {n} refusals"
+    status = stack.publisher.status
+    assert status.last_rejected_reason == 0x87 and status.last_rejected_at is not None
+    assert box.stats().depth == n          # every refused row kept
 
 
 # --------------------------------------------------------------------------- 1. outage

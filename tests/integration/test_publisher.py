@@ -16,7 +16,10 @@ import pytest
 
 from agent.delivery import WindowSettings
 from agent.publisher import LinkSettings, Publisher, TlsSettings
+import paho.mqtt.client as mqtt
+
 from tests.broker import MosquittoBroker, Subscriber
+from tests.broker import Publisher as CloudPublisher
 from tests.faultproxy import FaultProxy
 from tests.helpers import wait_until
 
@@ -189,6 +192,73 @@ def test_a_refused_publish_keeps_its_row(broker: MosquittoBroker, started: List[
     wait_until(lambda: p.status.rejected >= 1 and p.status.delivered >= 1, what="both PUBACKs")
     assert source.acked == [2]               # MQTT 5 PUBACK 0x87 kept the refused row
     assert len(source) == 1
+
+
+def test_on_3_1_1_mosquitto_pubacks_a_publish_its_acl_refused(
+        broker: MosquittoBroker, started: List[Publisher], caplog: pytest.LogCaptureFixture) -> None:
+    """Why ``validate`` warns on 3.1.1 (docs/spec.md §6): the PUBACK proves nothing. This pins
+    the broker's behaviour the warning and docs/brokers.md describe."""
+    forbidden = Row(1, "homecare/someone-else/events/sos", b"not ours")   # the ACL refuses it
+    allowed = Row(2, f"{broker.prefix}/events/sos", b"ours")
+    source = MemorySource([forbidden, allowed])
+    with Subscriber(broker, "homecare/#") as sub:                 # the consumer may read it all
+        with caplog.at_level("WARNING", logger="agent.publisher"):
+            start(started, settings(broker, broker.plain_port, protocol="3.1.1"), source)
+            assert source.wait_empty(10)
+        sub.wait_until(lambda ms: any(m.payload == b"ours" for m in ms))
+        assert not [m for m in sub.messages if m.payload == b"not ours"]   # never arrived
+    assert sorted(source.acked) == [1, 2]    # ... yet PUBACKed, so the row was deleted
+    assert "PUBACK proves nothing" in caplog.text   # said in the journal at start
+
+
+def commands_publisher(made: List[Publisher], broker: MosquittoBroker, source: MemorySource,
+                       got: List[int]) -> Publisher:
+    link = settings(broker, broker.plain_port, protocol="3.1.1")
+    p = Publisher(link, source, on_command=lambda payload: got.append(len(payload)))
+    made.append(p)
+    p.start()
+    wait_until(lambda: p.status.connected, what="connected")
+    return p
+
+
+def test_on_3_1_1_an_oversized_command_is_dropped_unread_and_not_sent_again(
+        broker: MosquittoBroker, started: List[Publisher]) -> None:
+    """docs/spec.md §7: 3.1.1 cannot tell the broker a maximum; the packet's header is
+    enough to drop the connection, and a fresh session makes the broker forget it (a
+    kept session would get the queued QoS 1 message again on every reconnect)."""
+    from agent.publisher import MAX_INCOMING_PACKET
+    got: List[int] = []
+    source = MemorySource()
+    p = commands_publisher(started, broker, source, got)
+    with CloudPublisher(broker, user="consumer", protocol=mqtt.MQTTv311) as cloud:
+        cloud.connect()
+        cloud.publish(f"{broker.prefix}/commands", b"A" * (1024 * 1024), qos=1)
+        wait_until(lambda: p.status.oversized == 1 and p.status.connected, timeout=10,
+                   what="the oversized packet dropped and a new session")
+        cloud.publish(f"{broker.prefix}/commands", b"small", qos=1)
+        wait_until(lambda: got == [5], timeout=5, what="the next command")
+    source.add(rows(broker, 3))
+    p.wake()
+    assert source.wait_empty(5)
+    assert p.status.connects == 2 and p.status.oversized == 1     # dropped once, not in a loop
+    assert max(got) <= MAX_INCOMING_PACKET
+
+
+def test_a_retained_oversized_command_turns_commands_off_not_into_a_reconnect_loop(
+        broker: MosquittoBroker, started: List[Publisher]) -> None:
+    with CloudPublisher(broker, user="consumer", protocol=mqtt.MQTTv311) as cloud:
+        cloud.connect()
+        mid = cloud.publish(f"{broker.prefix}/commands", b"A" * (1024 * 1024), qos=1, retain=True)
+        assert cloud.wait_puback(mid) is not None
+    got: List[int] = []
+    source = MemorySource()
+    p = commands_publisher(started, broker, source, got)
+    wait_until(lambda: p.status.oversized == 2 and p.status.connected, timeout=10,
+               what="the retained packet dropped twice")
+    source.add(rows(broker, 3))
+    p.wake()
+    assert source.wait_empty(5)                   # events still flow
+    assert p.status.connects == 3 and got == []   # then it stays connected, unsubscribed
 
 
 def test_last_will_says_offline_when_the_link_dies(broker: MosquittoBroker,

@@ -110,8 +110,27 @@ def test_status_after_an_online_simulate_shows_nothing_waiting(tmp_path: Path,
     link = snap["link"]
     assert link["connects"] >= 1 and link["delivered"] == delivered
     assert f"{link['connects']} connects" in got["broker"]
-    assert f"{delivered} delivered in that run" in got["broker"]
+    assert f"{delivered} delivered, 0 refused in that run" in got["broker"]
     assert "last door.opened" in sensor_line(out, "front_door")
+
+
+@pytest.mark.broker
+def test_status_shows_publishes_the_broker_refused(tmp_path: Path, broker: MosquittoBroker) -> None:
+    """MQTT 5, a topic prefix the ACL refuses: every event is PUBACKed 0x87 and kept."""
+    import yaml
+
+    files = files_for_broker(tmp_path / "agent", broker)
+    data = yaml.safe_load(files.config.read_text())
+    data["mqtt"]["topic_prefix"] = "homecare/someone-else"
+    files.config.write_text(yaml.safe_dump(data, sort_keys=False))
+    sim = run_simulate(files, TIMELINE, speed=10, timeout=3)
+    assert sim.returncode == 3, sim.stderr            # nothing could be delivered
+    link = json.loads((files.state_dir / "status.json").read_text())["link"]
+    assert link["rejected"] >= 7 and link["last_rejected_reason"] == 0x87
+    got = status_lines(files)
+    assert f"0 delivered, {link['rejected']} refused in that run" in got["broker"], got["broker"]
+    assert re.search(r"refused: +\d+ publishes refused by the broker in that run; last reason "
+                     r"0x87 \(not authorized\) \d+ s ago", got["text"]), got["text"]
 
 
 @pytest.mark.broker
