@@ -199,7 +199,8 @@ class Counters:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            if exc.errno not in UNWRITABLE:
+            # ENOENT: the directory itself could not be created (see __init__)
+            if exc.errno not in UNWRITABLE and exc.errno != errno.ENOENT:
                 raise
             try:    # a read-only card: flock works on a read-only descriptor too
                 fd = os.open(path, os.O_RDONLY)
