@@ -199,3 +199,21 @@ def test_simulate_on_a_read_only_card_delivers_every_press_from_memory(
     pressed = [e for e in events if e["type"] == "sos.pressed"]
     assert len(pressed) == 5 and all(e["data"]["stored"] is False for e in pressed)
     assert_unique_boot_seq(events)
+
+
+def test_run_stops_with_0_on_a_full_disk_after_sending_what_it_could(
+        broker: MosquittoBroker, tmp_path: Path, small_fs: SmallTmpfs) -> None:
+    files = _files(broker, tmp_path / "agent", small_fs.path / "state")
+    verifier = _verifier(files)
+    with Subscriber(broker, "homecare/gw-test/#") as sub:
+        log = tmp_path / "run.log"
+        proc = _run(files, log)
+        try:
+            _wait_types(sub, verifier, "agent.started", "sos.released")
+            small_fs.fill()
+            assert _sigterm(proc) == 0, log.read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+        assert_unique_boot_seq(_events(sub, verifier))
