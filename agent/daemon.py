@@ -288,7 +288,10 @@ class Agent:
         if loop is not None:
             loop.accepting_edges = False
             if self.commands is not None:
-                loop.record(self.commands.advance(self._clock(), final=True))
+                try:
+                    loop.record(self.commands.advance(self._clock(), final=True))
+                except OSError as exc:  # e.g. the seen-commands file on a read-only card
+                    log.warning("stopping: could not finish the command bookkeeping: %s", exc)
         flushed = False
         publisher = getattr(self, "publisher", None)
         if publisher is not None:

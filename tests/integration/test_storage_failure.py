@@ -217,3 +217,27 @@ def test_run_stops_with_0_on_a_full_disk_after_sending_what_it_could(
                 proc.kill()
         assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
         assert_unique_boot_seq(_events(sub, verifier))
+
+
+def test_stopping_on_a_read_only_card_with_command_bookkeeping_due_does_not_raise(
+        broker: MosquittoBroker, tmp_path: Path, card: Ext4Card, mock_factory: Any) -> None:
+    from agent.daemon import Agent
+    from agent.sdnotify import Notifier
+
+    offset = [0.0]
+    overrides = {"state_dir": str(card.path / "state"), "buffer": {"min_free_mb": 0}}
+    h = AgentHarness(broker, tmp_path / "agent", mock_factory, overrides=overrides,
+                     build=lambda c: Agent.build(c, pin_factory=mock_factory,
+                                                 notifier=Notifier(None),
+                                                 wall=lambda: time.time() + offset[0]))
+    with h:
+        h.wait_event(type="sos.released", initial=True)
+        assert h.send_and_answer(h.sign("ping"))["type"] == "command.done"
+        offset[0] = 3 * 86400.0          # the seen command is now due to be forgotten
+        assert h.agent is not None and h.agent.commands is not None
+        h.agent.loop.request_stop()              # the loop ends as on SIGTERM ...
+        assert h._thread is not None
+        h._thread.join(10)
+        h.agent.commands._next_expire = None     # ... with the hourly clean-up due at close
+        card.fail()
+    # leaving the block closed the agent (Agent.close): no exception on the read-only card
