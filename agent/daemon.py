@@ -342,6 +342,7 @@ class Agent:
         if recorder.storage_failed is not None or recorder.source.memory_depth():
             summary["storage_failed"] = recorder.storage_failed
             summary["memory_depth"] = recorder.source.memory_depth()
+            summary["memory_evicted"] = sum(recorder.source.memory_evicted())
         return summary
 
     def snapshot(self) -> Dict[str, Any]:

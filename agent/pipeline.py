@@ -288,8 +288,10 @@ class Recorder:
         return made[0]
 
     def next_eviction_report(self) -> Optional[float]:
-        """When :meth:`report_evictions` should next run (None: nothing to report)."""
-        if not self._evictions_maybe_pending or self._last_eviction_report is None:
+        """When :meth:`report_evictions` should next run (None: nothing to report, or
+        storing fails: the report waits for storage, not for a deadline)."""
+        if not self._evictions_maybe_pending or self._last_eviction_report is None \
+                or self.storage_failed is not None:
             return None
         return self._last_eviction_report + EVICTION_REPORT_INTERVAL_S
 

@@ -192,3 +192,21 @@ def test_a_failing_command_or_output_never_costs_a_sensor_event(rig) -> None:  #
     clock.now = 102.0
     loop.turn([("command", b"x"), ("edge", ("sos", True, 101.5))])
     assert types(outbox)[-1] == "sos.pressed"
+
+
+def test_while_storing_fails_no_deadline_is_in_the_past(rig) -> None:  # type: ignore[no-untyped-def]
+    """An eviction report that cannot be made while degraded must not make the loop spin."""
+    loop, clock, outbox = rig["loop"], rig["clock"], rig["outbox"]
+    loop.start()
+    recorder = loop.recorder
+    recorder._evictions_maybe_pending, recorder._last_eviction_report = True, 0.0
+    outbox.put = FailingOnce(outbox.put)
+    clock.now = 102.0
+    loop.turn([("edge", ("sos", True, 101.5))])
+    assert recorder.storage_failed is not None
+    outbox.put = lambda *a, **k: (_ for _ in ()).throw(OSError(30, "Read-only file system"))
+    outbox.set_meta = outbox.put
+    for now in (103.0, 110.0, 130.0):
+        clock.now = now
+        loop.turn([])
+        assert loop.next_deadline() > now
