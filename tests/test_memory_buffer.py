@@ -75,3 +75,18 @@ def test_bad_bounds_and_rows_are_refused() -> None:
         MemoryBuffer(max_events=0)
     with pytest.raises(ValueError, match="negative"):
         MemoryRow(1, 1, True, "t", b"x", "j", "s", "a.b", 0.0)
+
+
+def test_the_module_stays_sans_io() -> None:
+    import ast
+    from pathlib import Path
+
+    import agent.memory_buffer as module
+    tree = ast.parse(Path(module.__file__).read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom)}
+    forbidden = {"jwt", "cryptography", "time", "threading", "sqlite3", "socket", "os", "paho",
+                 "gpiozero"}
+    assert not imported & forbidden, imported & forbidden
