@@ -40,6 +40,25 @@ floor's, ``boot`` above the floor's.
 A lock (``counters.lock``, flock) keeps a second agent on the same state
 directory from handing out the same numbers.
 
+A state directory that cannot be written (a worn SD card remounted read-only, I/O
+errors, a full disk) is a *degraded* mode, never an error (docs/spec.md §6):
+
+* at start, ``boot + 1`` cannot be saved, so an ordinary boot number could be taken
+  again by the next start on the same card. Such a start takes a random boot from
+  ``DEGRADED_BOOT_MIN`` (2**52) up to 2**53 - 1 instead: far above any boot the file
+  can reach, exact in every JSON implementation, and with 2**52 choices two degraded
+  starts practically never meet. ``seq`` goes on from the stored mark. Nothing is
+  persisted in such a run, so every (``boot``, ``seq``) it makes is new;
+* while running, a block that cannot be saved does not stop the counting: numbers go
+  on above the saved mark under this run's ``boot``, which no other run has (the next
+  start saves ``boot + 1`` first, or is itself degraded). Each further number tries to
+  save a block again; once that works the mark is above everything handed out.
+
+:attr:`Counters.degraded` says why saving fails (None while it works). The lock is
+taken on a read-only file descriptor when the file cannot be opened for writing
+(flock works on one); a lock file that cannot even be created is skipped with a
+warning, as nobody can write that directory anyway.
+
 Not thread-safe: one owner (the agent's loop) calls :meth:`Counters.next_seq`.
 """
 from __future__ import annotations
@@ -50,6 +69,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -62,6 +82,16 @@ FILE_NAME = "counters.json"
 BACKUP_NAME = "counters.json.bak"
 LOCK_NAME = "counters.lock"
 DEFAULT_BLOCK = 1000
+#: boots of starts that could not save their counters lie in [2**52, 2**53 - 1]
+DEGRADED_BOOT_MIN = 2 ** 52
+#: errors that mean "this disk cannot be written now", not "the agent is wrong"
+UNWRITABLE = frozenset({errno.EROFS, errno.EIO, errno.ENOSPC, errno.EDQUOT, errno.EACCES,
+                        errno.EPERM})
+
+
+def degraded_boot() -> int:
+    """A boot for a start that cannot save its counters (module notes)."""
+    return DEGRADED_BOOT_MIN + secrets.randbelow(DEGRADED_BOOT_MIN)
 
 
 class CountersError(AgentError, OSError):
@@ -111,14 +141,30 @@ class Counters:
         self.backup_path = self.state_dir / BACKUP_NAME
         self._block = block
         self._lock_fd: Optional[int] = None
+        self._closed = False
+        #: why the counters cannot be saved (None while they can): module notes
+        self.degraded: Optional[str] = None
+        self._may_save = True   # False when the stored values could not even be read
         try:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.state_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                if exc.errno not in UNWRITABLE:
+                    raise
+                self._may_save = False
+                self.degraded = f"cannot create {self.state_dir}: {exc.strerror}"
             self._lock()
-            stored_boot, stored_mark = self._raised(self._load(), floor)
-            self._boot = stored_boot + 1
+            stored_boot, stored_mark = self._raised(
+                self._load() if self._may_save else (0, 1), floor)
+            self._saved_boot = stored_boot + 1
+            self._boot = self._saved_boot
             self._next = stored_mark
             self._limit = stored_mark  # nothing reserved yet: _reserve() persists first
-            self._reserve()
+            if not self._try_reserve():
+                self._boot = degraded_boot()
+                log.error("cannot save the event counters in %s (%s): running with boot %d, "
+                          "which no other start uses; seq goes on from %d", self.state_dir,
+                          self.degraded, self._boot, self._next)
         except BaseException:
             self.close()
             raise
@@ -130,16 +176,17 @@ class Counters:
 
     def next_seq(self) -> int:
         """The next sequence number: greater than every one handed out before, ever."""
-        if self._lock_fd is None:
+        if self._closed:
             raise CountersError(f"counters in {self.state_dir} are closed")
         if self._next >= self._limit:
-            self._reserve()
+            self._try_reserve()   # if it fails: on above the mark, this boot is ours alone
         seq = self._next
         self._next += 1
         return seq
 
     def close(self) -> None:
         """Release the lock. Unused numbers of the current block are skipped for good."""
+        self._closed = True
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -157,7 +204,19 @@ class Counters:
     # --- internals -------------------------------------------------------------
 
     def _lock(self) -> None:
-        fd = os.open(str(self.state_dir / LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+        path = str(self.state_dir / LOCK_NAME)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            # ENOENT: the directory itself could not be created (see __init__)
+            if exc.errno not in UNWRITABLE and exc.errno != errno.ENOENT:
+                raise
+            try:    # a read-only card: flock works on a read-only descriptor too
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                log.warning("cannot create %s (%s); nobody can write %s, so no other agent "
+                            "can save counters there either", path, exc.strerror, self.state_dir)
+                return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -180,8 +239,13 @@ class Counters:
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                raise CountersError(f"cannot read {path}: {exc.strerror}; check the disk and "
-                                    f"the permissions of {self.state_dir}") from None
+                if exc.errno not in UNWRITABLE:
+                    raise CountersError(f"cannot read {path}: {exc.strerror}; check the disk "
+                                        f"and the permissions of {self.state_dir}") from None
+                # a failing card: what is stored is unknown, so never write over it
+                self._may_save = False
+                self.degraded = f"cannot read {path}: {exc.strerror}"
+                return 0, 1
             existing += 1
             try:
                 found.append(_decode(raw))
@@ -219,16 +283,30 @@ class Counters:
                         floor[0])
         return boot, mark
 
-    def _reserve(self) -> None:
+    def _try_reserve(self) -> bool:
+        """Save the next block; False (and :attr:`degraded` says why) if the disk refuses."""
+        if not self._may_save:
+            return False
         new_limit = self._next + self._block
-        content = _encode(self._boot, new_limit)
+        content = _encode(self._saved_boot, new_limit)
         try:
             write_durably(self.path, content)
             write_durably(self.backup_path, content)
         except OSError as exc:
-            raise CountersError(f"cannot save the event counters in {self.state_dir}: "
-                                f"{exc.strerror or exc}; check free space and permissions") from None
+            if exc.errno not in UNWRITABLE:
+                raise CountersError(f"cannot save the event counters in {self.state_dir}: "
+                                    f"{exc.strerror or exc}; check the disk") from None
+            if self.degraded is None:
+                log.error("cannot save the event counters in %s: %s; counting on in memory "
+                          "under boot %d", self.state_dir, exc.strerror, self._boot)
+            self.degraded = f"{exc.strerror or exc} ({self.state_dir})"
+            return False
+        if self.degraded is not None:
+            log.warning("event counters in %s saved again (next block from %d)",
+                        self.state_dir, self._next)
+        self.degraded = None
         self._limit = new_limit
+        return True
 
 
 def write_counters(state_dir: Union[str, "os.PathLike[str]"], *, boot: int,

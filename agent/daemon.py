@@ -17,6 +17,11 @@ of sensors whose settings are unchanged, to the next :meth:`Agent.build`; the ol
 then closes (its outbox and counters must be free before the new one opens them), and
 the new agent replays the held edges, in order and with their own timestamps, into its
 loop. An edge during the reload is late by the rebuild, never lost.
+
+A state directory that cannot be written (read-only card, I/O errors, a full disk) is a
+degraded mode, at start as while running (docs/spec.md §6): the counters take a boot of
+their own, an outbox that cannot be opened is tried again every few seconds, events go
+out from memory, ``status.json`` is skipped; neither start nor stop raises for it.
 """
 from __future__ import annotations
 
@@ -38,14 +43,15 @@ from agent.command_keys import load_command_verifier
 from agent.command_policy import CommandPolicy
 from agent.command_store import CommandStore
 from agent.config import Config
-from agent.counters import Counters
+from agent.counters import UNWRITABLE, Counters
 from agent.delivery import WindowSettings
 from agent.events import clock_synchronised
 from agent.feedback import Feedback
 from agent.loop import AgentLoop, Edge, StateMachine, Stop
+from agent.errors import OutboxError
 from agent.outbox import Outbox
 from agent.outbox_policy import OutboxLimits
-from agent.pipeline import AgentEvent, Clocks, OutboxSource, Recorder
+from agent.pipeline import AgentEvent, Clocks, Recorder
 from agent.publisher import LinkSettings, Publisher, TlsSettings
 from agent.sdnotify import Notifier
 from agent.errors import ConfigError, SecretFileError
@@ -212,7 +218,7 @@ class Agent:
         self.config: Config
         self.loop: AgentLoop
         self.publisher: Publisher
-        self.outbox: Outbox
+        self.outbox: Optional[Outbox] = None
         self.counters: Counters
         self.inputs: Dict[str, EdgeInput] = {}
         self.relay = EdgeRelay()
@@ -225,6 +231,7 @@ class Agent:
         self._synced: Callable[[], bool] = clock_synchronised
         self._status_written = ""
         self._status_due = 0.0
+        self._status_failed = False
         self._closed = False
 
     @classmethod
@@ -287,44 +294,63 @@ class Agent:
                                         algorithm=config.commands.algorithm,
                                         verify_signature=verifier, seen=store.load()), store)
         care = care_rules(config)
-        # 2. state on disk
-        config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # 2. state on disk; an unwritable one is a degraded mode, not a refusal
+        try:
+            config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            if exc.errno not in UNWRITABLE:
+                raise
         # the outbox first: what it holds and remembers floors the counters, so lost or
         # rolled-back counter files never reuse a seq or a boot (docs/spec.md §4)
-        self.outbox = Outbox.open(
-            config.state_dir / OUTBOX_FILE,
-            OutboxLimits(max_events=config.buffer.max_events, max_mb=config.buffer.max_mb,
-                         min_free_mb=config.buffer.min_free_mb),
-            quarantine_dir=config.state_dir / "quarantine")
+        storage_failed: Optional[str] = None
         try:
-            self.counters = Counters(config.state_dir, floor=self.outbox.counter_floor())
+            self.outbox = self._open_outbox()
+        except (OutboxError, OSError) as exc:
+            storage_failed = f"cannot open the outbox: {exc}"
+            log.error("%s; events go out from memory until it can be opened", storage_failed)
+        try:
+            floor = self.outbox.counter_floor() if self.outbox is not None else (1, 0)
+            self.counters = Counters(config.state_dir, floor=floor)
         except BaseException:
-            self.outbox.close()
+            if self.outbox is not None:
+                self.outbox.close()
             raise
         try:
             self._build_rest(config, signer, password, policy, care, pin_factory, synced,
-                             handover)
+                             handover, storage_failed)
         except BaseException:
             self.close(flush_timeout_s=0.0)
             raise
         return self
 
+    def _open_outbox(self) -> Outbox:
+        config = self.config
+        outbox = Outbox.open(
+            config.state_dir / OUTBOX_FILE,
+            OutboxLimits(max_events=config.buffer.max_events, max_mb=config.buffer.max_mb,
+                         min_free_mb=config.buffer.min_free_mb),
+            quarantine_dir=config.state_dir / "quarantine")
+        self.outbox = outbox
+        return outbox
+
     def _build_rest(self, config: Config, signer: Signer, password: Optional[str],
                     policy: Any, care: Optional[CareRules], pin_factory: Any,
-                    synced: Callable[[], bool], handover: Optional[PinHandover]) -> None:
+                    synced: Callable[[], bool], handover: Optional[PinHandover],
+                    storage_failed: Optional[str]) -> None:
         clock, wall = self._clock, self._wall
         link = link_settings(config, password)
         if policy is None:
             link = dataclasses.replace(link, subscribe_commands=False)
-        self.publisher = Publisher(link, OutboxSource(self.outbox),
-                                   on_delivered=lambda ids: self.loop.submit_delivered(ids),
-                                   on_command=lambda payload: self.loop.submit_command(payload))
         recorder = Recorder(device_id=config.device.id, topic_prefix=config.mqtt.topic_prefix,
                             signer=signer, counters=self.counters, outbox=self.outbox,
                             clocks=Clocks(wall_of=lambda at: wall() - (clock() - at),
                                           now_epoch=wall, synced=synced),
-                            wake=self.publisher.wake,
-                            max_payload_bytes=config.mqtt.max_payload_bytes)
+                            wake=lambda critical: self.publisher.wake(critical=critical),
+                            max_payload_bytes=config.mqtt.max_payload_bytes,
+                            open_outbox=self._open_outbox, storage_failed=storage_failed)
+        self.publisher = Publisher(link, recorder.source,
+                                   on_delivered=lambda ids: self.loop.submit_delivered(ids),
+                                   on_command=lambda payload: self.loop.submit_command(payload))
         # 3. GPIO: outputs and inputs (the edge callbacks only enqueue)
         factory = pin_factory if pin_factory is not None else make_pin_factory(config.gpio.backend)
         outs = config.outputs
@@ -352,8 +378,11 @@ class Agent:
                 machines[sensor.name] = machine
         if policy is not None:
             self.commands = CommandHandler(policy[0], policy[1], _Actions(self), wall=wall)
-        started = {"boot": self.counters.boot, "config_digest": config_digest(config),
-                   "device": config.device.id}
+        started: Dict[str, Any] = {"boot": self.counters.boot,
+                                   "config_digest": config_digest(config),
+                                   "device": config.device.id}
+        if self.counters.degraded is not None:
+            started["counters"] = f"not saved: {self.counters.degraded}"
         if self.commands_disabled_because is not None:
             started["commands"] = f"disabled: {self.commands_disabled_because}"
         # the loop exists before any pin is claimed, so no early edge has nowhere to go
@@ -380,7 +409,7 @@ class Agent:
         """READY once the pins are claimed and the outbox is open; then go online."""
         self.notifier.ready(f"{len(self.inputs)} sensors, outbox open")
         self.loop.start()
-        quarantined = self.outbox.quarantined
+        quarantined = self.outbox.quarantined if self.outbox is not None else None
         if quarantined is not None:
             log.error("outbox %s was corrupt (%s); moved to %s and started afresh",
                       quarantined.path, quarantined.reason, ", ".join(quarantined.moved_to))
@@ -451,7 +480,10 @@ class Agent:
         if loop is not None:
             loop.accepting_edges = False
             if self.commands is not None:
-                loop.record(self.commands.advance(self._clock(), final=True))
+                try:
+                    loop.record(self.commands.advance(self._clock(), final=True))
+                except OSError as exc:  # e.g. the seen-commands file on a read-only card
+                    log.warning("stopping: could not finish the command bookkeeping: %s", exc)
         flushed = False
         publisher = getattr(self, "publisher", None)
         if publisher is not None:
@@ -460,20 +492,50 @@ class Agent:
         if feedback is not None:
             feedback.close()
         if loop is not None:
+            # what memory still holds: one last try to store it (docs/spec.md §6)
+            left = loop.recorder.flush_to_disk()
+            if left:
+                flushed = False
+                log.error("%d events could be neither stored nor delivered and are lost "
+                          "with this stop (the state directory cannot be written)", left)
             self._write_status(self._clock(), force=True)
-        self.outbox.close()
+        if self.outbox is not None:
+            self.outbox.close()
         self.counters.close()
         return flushed
 
     # --- status ---------------------------------------------------------------------------------
+    def buffered(self) -> int:
+        """Events not yet delivered: in the outbox (as far as it can be read) and in memory."""
+        depth = self.loop.recorder.source.memory_depth()
+        if self.outbox is not None:
+            try:
+                depth += self.outbox.stats().depth
+            except (OutboxError, OSError):
+                pass
+        return depth
+
     def status_summary(self) -> Dict[str, Any]:
         link = self.publisher.status
-        stats = self.outbox.stats()
-        return {"connected": link.connected, "reconnects": link.reconnects,
-                "outbox_depth": stats.depth, "outbox_critical": stats.critical.rows,
-                "delivered": link.delivered, "inflight": link.inflight,
-                "signature_failures": (self.commands.policy_failures()
-                                       if self.commands is not None else 0)}
+        depth = critical = None
+        if self.outbox is not None:
+            try:
+                stats = self.outbox.stats()
+                depth, critical = stats.depth, stats.critical.rows
+            except (OutboxError, OSError):
+                pass    # a failing card: the heartbeat still goes out, without the depth
+        summary: Dict[str, Any] = {
+            "connected": link.connected, "reconnects": link.reconnects,
+            "outbox_depth": depth, "outbox_critical": critical,
+            "delivered": link.delivered, "inflight": link.inflight,
+            "signature_failures": (self.commands.policy_failures()
+                                   if self.commands is not None else 0)}
+        recorder = self.loop.recorder
+        if recorder.storage_failed is not None or recorder.source.memory_depth():
+            summary["storage_failed"] = recorder.storage_failed
+            summary["memory_depth"] = recorder.source.memory_depth()
+            summary["memory_evicted"] = sum(recorder.source.memory_evicted())
+        return summary
 
     def snapshot(self) -> Dict[str, Any]:
         link = self.publisher.status
@@ -491,6 +553,9 @@ class Agent:
             "last_events": {name: {"type": e.type, "ts": e.ts, "seq": e.seq}
                             for name, e in self.loop.recorder.last_by_sensor.items()},
             "feedback": self.feedback.snapshot(),
+            "storage": {"failed": self.loop.recorder.storage_failed,
+                        "memory_depth": self.loop.recorder.source.memory_depth(),
+                        "counters_saved": self.counters.degraded is None},
         }
 
     def _write_status(self, now: float, *, force: bool = False) -> None:
@@ -505,8 +570,16 @@ class Agent:
         self._status_written = key
         path = self.config.state_dir / STATUS_FILE
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(snap, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(snap, indent=1, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError as exc:  # an unwritable state folder: said once, not every second
+            if not self._status_failed:
+                log.warning("cannot write %s (%s); status shows the last one written",
+                            path, exc.strerror)
+            self._status_failed = True
+        else:
+            self._status_failed = False
 
 
 class _Actions:

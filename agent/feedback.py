@@ -9,10 +9,18 @@ SOS recorded (on disk)      fast blink ("alarm pending")    a few short chirps
 its PUBACK arrived          slow blink ("sent")             —
 care centre sent ``ack``    steady on                       silent
 ``locate`` command          —                               beeps for a few s
+events cannot be stored     short flash every 2 s (idle)    two long beeps
 ==========================  ==============================  ===================
 
 A smoke alarm drives the same pattern. Nothing here needs the network: the chirp and
 the fast blink start as soon as the alarm is safely on disk, even with the broker down.
+
+When the state directory cannot be written (docs/spec.md §6) alarms are kept in memory
+and feedback goes on as usual: the chirp and the blinks follow the alarm as above
+(its row id is then the memory buffer's negative key, and :meth:`Feedback.stored`
+gives the outbox row it moves to later). In addition the buzzer sounds ``fault`` once
+when storing fails, and while no alarm is open the LED shows ``fault_led`` instead of
+staying dark, so a visitor can see that the gateway needs looking after.
 
 Theory of operation
 -------------------
@@ -42,7 +50,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
 
 log = logging.getLogger("agent.feedback")
 
@@ -66,21 +74,24 @@ class Patterns:
     """Blink timings: ``(on_s, off_s)`` repeat until changed; ``(on_s, off_s, n)`` n times.
 
     Defaults: pending 0.1/0.1 s (fast blink), sent 0.5/1.5 s (slow blink), chirp three
-    0.08 s beeps, locate ten 0.2 s beeps. Config: ``outputs.patterns``.
+    0.08 s beeps, locate ten 0.2 s beeps; storage failure: ``fault`` two 0.6 s beeps,
+    ``fault_led`` a 0.05 s flash every 2 s. Config: ``outputs.patterns``.
     """
 
     pending: Tuple[float, float] = (0.1, 0.1)
     sent: Tuple[float, float] = (0.5, 1.5)
     chirp: Tuple[float, float, int] = (0.08, 0.12, 3)
     locate: Tuple[float, float, int] = (0.2, 0.3, 10)
+    fault: Tuple[float, float, int] = (0.6, 0.3, 2)
+    fault_led: Tuple[float, float] = (0.05, 1.95)
 
     def __post_init__(self) -> None:
-        for name in ("pending", "sent"):
+        for name in ("pending", "sent", "fault_led"):
             value = getattr(self, name)
             if len(value) != 2:
                 raise ValueError(f"pattern {name} is [on_s, off_s], not {list(value)!r}")
             _check_times(name, *value)
-        for name in ("chirp", "locate"):
+        for name in ("chirp", "locate", "fault"):
             value = getattr(self, name)
             if len(value) != 3:
                 raise ValueError(f"pattern {name} is [on_s, off_s, count], not {list(value)!r}")
@@ -100,18 +111,21 @@ class Feedback:
         self.buzzer = buzzer
         self.led = led
         self.patterns = patterns
-        #: open alarms: event jti -> (outbox row id or None, delivered?)
-        self._open: Dict[str, Tuple[Optional[int], bool]] = {}
+        #: open alarms: event jti -> (its row ids: memory and/or outbox, delivered?)
+        self._open: Dict[str, Tuple[FrozenSet[int], bool]] = {}
+        self.storage_failed = False
         #: the most recent alarm (for ``status``)
         self.alarm_jti: Optional[str] = None
         self.phase = "idle"           # idle | pending | sent | acknowledged
 
     def recorded(self, events: Sequence[Any], row_ids: Mapping[str, int]) -> None:
-        """Events just committed to the outbox (``row_ids``: jti -> row id)."""
+        """Events just committed to the outbox or, when it cannot be written, held in
+        memory (``row_ids``: jti -> row id; negative for memory)."""
         new_alarm = False
         for event in events:
             if event.type in ALARM_TYPES:
-                self._open[event.jti] = (row_ids.get(event.jti), False)
+                row = row_ids.get(event.jti)
+                self._open[event.jti] = (frozenset(() if row is None else (row,)), False)
                 self.alarm_jti = event.jti
                 new_alarm = True
         if new_alarm:
@@ -124,12 +138,32 @@ class Feedback:
         """The broker PUBACKed these outbox rows."""
         done = set(row_ids)
         changed = False
-        for jti, (row, sent) in self._open.items():
-            if not sent and row is not None and row in done:
-                self._open[jti] = (row, True)
+        for jti, (rows, sent) in self._open.items():
+            if not sent and rows & done:
+                self._open[jti] = (rows, True)
                 changed = True
         if changed:
             self._update()
+
+    def stored(self, row_ids: Mapping[str, int]) -> None:
+        """Alarms held in memory are now outbox rows too (``row_ids``: jti -> row id)."""
+        for jti, row in row_ids.items():
+            if jti in self._open:
+                rows, sent = self._open[jti]
+                self._open[jti] = (rows | {row}, sent)
+
+    def storage(self, failed: bool) -> None:
+        """Events can (False) or cannot (True) be stored: the fault pattern."""
+        if failed == self.storage_failed:
+            return
+        self.storage_failed = failed
+        if failed:
+            log.warning("local feedback: storage fault")
+            if self.buzzer is not None:
+                on, off, n = self.patterns.fault
+                self.buzzer.blink(on, off, n)
+        if self.phase in ("idle", "acknowledged") and not self._open:
+            self._set(self.phase)       # the LED shows the fault, or stops showing it
 
     def ack(self, in_reply_to: Optional[str]) -> None:
         """The care centre has seen an alarm (``in_reply_to`` None: every open one)."""
@@ -155,7 +189,8 @@ class Feedback:
             self.buzzer.blink(on, off, n)
 
     def snapshot(self) -> Dict[str, Any]:
-        return {"phase": self.phase, "alarm_jti": self.alarm_jti, "open_alarms": len(self._open)}
+        return {"phase": self.phase, "alarm_jti": self.alarm_jti, "open_alarms": len(self._open),
+                "storage_failed": self.storage_failed}
 
     def _update(self, *, acknowledged: bool = False) -> None:
         if self._open:
@@ -176,6 +211,8 @@ class Feedback:
             self.led.blink(*self.patterns.sent, n=None)
         elif phase == "acknowledged":
             self.led.on()
+        elif self.storage_failed:
+            self.led.blink(*self.patterns.fault_led, n=None)
         else:
             self.led.off()
 

@@ -15,6 +15,12 @@ and hand the whole batch of recognised events to the :class:`~agent.pipeline.Rec
 which signs them and commits them to the outbox in one transaction before anything
 else hears of them. Only then is local feedback (buzzer, LED) driven.
 
+When the state directory cannot be written the recorder keeps events in memory
+instead (docs/spec.md §6): they are still returned, so feedback runs as usual, and the
+feedback is told of the fault (its fault pattern). Each turn gives the recorder its
+chance to try storing again (:meth:`Recorder.retry_storage`, every few seconds), and
+its retry time is one of the loop's deadlines.
+
 Time: ``clock()`` is monotonic seconds (virtual in ``simulate``); ``wall()`` is epoch
 seconds. Both are injected; this module never reads a clock of its own.
 """
@@ -34,7 +40,7 @@ log = logging.getLogger("agent.loop")
 
 #: how often every pin is read back, to repair an edge the backend lost
 PIN_REREAD_S = 2.0
-#: how soon a batch the outbox refused is tried again
+#: how soon a batch the recorder could not take at all (a bug, not the disk) is tried again
 STORE_RETRY_S = 1.0
 
 T = TypeVar("T")
@@ -72,6 +78,8 @@ class CommandHook(Protocol):
 class FeedbackHook(Protocol):
     def recorded(self, events: Sequence[Any], row_ids: Mapping[str, int]) -> None: ...
     def delivered(self, row_ids: Sequence[int]) -> None: ...
+    def stored(self, row_ids: Mapping[str, int]) -> None: ...
+    def storage(self, failed: bool) -> None: ...
 
 
 class WatchdogHook(Protocol):
@@ -116,8 +124,9 @@ class AgentLoop:
         self.inbox: "queue.SimpleQueue[Message]" = queue.SimpleQueue()
         self.accepting_edges = True
         self.repaired_edges = 0
-        self._unstored: List[Recognised] = []     # a batch the outbox refused, to retry
+        self._unstored: List[Recognised] = []     # a batch the recorder refused, to retry
         self._retry_at: Optional[float] = None
+        self._storage_failed_shown = False
         self._started_at = 0.0
         self._next_heartbeat = 0.0
         self._next_reread = 0.0
@@ -226,6 +235,7 @@ class AgentLoop:
             others.append(AgentEvent("agent.heartbeat", now, self._safely(
                 "heartbeat", self._heartbeat_data, now) or {}))
         self.record(others, now)
+        self._safely("storage retry", self._retry_storage, now)
         self._safely("eviction report", self.recorder.report_evictions, now)
         if delivered and self.feedback is not None:
             self._safely("feedback", self.feedback.delivered, delivered)
@@ -270,8 +280,23 @@ class AgentLoop:
                 events += machine.edge(level, now)
         return events
 
+    def _retry_storage(self, now: float) -> None:
+        restored = self.recorder.retry_storage(now)
+        if restored is not None and self.feedback is not None:
+            self._safely("feedback", self.feedback.stored, self.recorder.moved_row_ids)
+            self._safely("feedback", self.feedback.recorded, [restored],
+                         self.recorder.last_row_ids)
+        self._show_storage()
+
+    def _show_storage(self) -> None:
+        failed = self.recorder.storage_failed is not None
+        if failed != self._storage_failed_shown and self.feedback is not None:
+            self._storage_failed_shown = failed
+            self._safely("feedback", self.feedback.storage, failed)
+
     def record(self, recognised: Sequence[Recognised], now: Optional[float] = None) -> None:
-        """Sign and store; if the outbox fails, keep the batch for the next try."""
+        """Sign and store (or keep in memory, when the disk refuses: the recorder's
+        degraded mode); if the recorder itself fails, keep the batch for the next try."""
         batch = self._unstored + list(recognised)
         if not batch:
             return
@@ -289,6 +314,7 @@ class AgentLoop:
             return
         self._unstored = []
         self._retry_at = None
+        self._show_storage()
         if self.feedback is not None:
             self._safely("feedback", self.feedback.recorded, events, self.recorder.last_row_ids)
 
@@ -315,9 +341,9 @@ class AgentLoop:
                 deadlines.append(d)
         if self._retry_at is not None:
             deadlines.append(self._retry_at)
-        report = self.recorder.next_eviction_report()
-        if report is not None:
-            deadlines.append(report)
+        for due in (self.recorder.next_eviction_report(), self.recorder.next_storage_retry()):
+            if due is not None:
+                deadlines.append(due)
         if self.watchdog_s is not None:
             deadlines.append(self._next_watchdog)
         return min(deadlines)

@@ -112,11 +112,10 @@ class Simulation:
             deadline if wait_for_delivery else time.monotonic())
         self.agent.loop.request_stop()
         loop_thread.join(10)
-        stats = self.agent.outbox.stats()
+        buffered = self.agent.buffered()
         delivered = self.agent.publisher.status.delivered
         recorded = self.agent.loop.recorder.recorded_total
         self.agent.close(flush_timeout_s=1.0 if not empty else 3.0)
-        buffered = stats.depth
         status = 1 if self._crashed else (0 if buffered == 0 else EXIT_BUFFERED)
         if not over:
             log.warning("the timeout came before the timeline was over")
@@ -143,7 +142,7 @@ class Simulation:
         if not caught_up.wait(max(0.0, deadline - time.monotonic())):
             return False
         while not self._stop.is_set():
-            if self.agent.outbox.stats().depth == 0 and self.agent.publisher.status.inflight == 0:
+            if self.agent.buffered() == 0 and self.agent.publisher.status.inflight == 0:
                 return True
             if time.monotonic() >= deadline:
                 return False

@@ -213,3 +213,82 @@ def test_stale_files_are_raised_to_the_floor_and_a_lower_floor_changes_nothing(
         assert (c.boot, c.next_seq()) == (8, 300)
     with Counters(tmp_path, block=10, floor=(5, 1)) as c:      # files ahead of the floor
         assert (c.boot, c.next_seq()) == (9, 310)
+
+
+# --- an unwritable state directory (docs/spec.md §6: storage failure is not an exit) -------
+
+@pytest.fixture
+def small_fs(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from tests.storage_mounts import SmallTmpfs, mount_or_skip
+
+    fs = mount_or_skip(lambda: SmallTmpfs(tmp_path))
+    yield fs
+    fs.close()
+
+
+def test_a_read_only_state_dir_at_start_runs_degraded_with_a_boot_no_start_can_repeat(
+        small_fs) -> None:  # type: ignore[no-untyped-def]
+    state = small_fs.path / "state"
+    with Counters(state, block=10) as c:
+        assert c.boot == 1 and take(c, 2) == [1, 2]
+    small_fs.remount_ro()
+    boots = set()
+    for _ in range(3):             # e.g. systemd restarting the agent on the same card
+        with Counters(state, block=10) as c:
+            assert c.degraded is not None and "read-only" in c.degraded.lower()
+            assert c.boot >= counters_mod.DEGRADED_BOOT_MIN
+            assert c.boot <= 2 ** 53 - 1       # exact in every JSON implementation
+            assert take(c, 3) == [11, 12, 13]  # from the stored mark: no seq of boot 1 again
+            boots.add(c.boot)
+    assert len(boots) == 3          # a distinct boot each time: no (boot, seq) repeats
+    small_fs.remount_rw()
+    with Counters(state, block=10) as c:   # the card works again: ordinary boots go on
+        assert c.degraded is None and c.boot == 2 and c.next_seq() == 11
+
+
+@pytest.fixture
+def card(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from tests.storage_mounts import Ext4Card, mount_or_skip
+
+    card = mount_or_skip(lambda: Ext4Card(tmp_path))
+    yield card
+    card.close()
+
+
+def test_a_block_that_cannot_be_saved_on_a_full_disk_keeps_counting_and_is_saved_once_it_can(
+        small_fs) -> None:  # type: ignore[no-untyped-def]
+    state = small_fs.path / "state"
+    with Counters(state, block=3) as c:
+        assert take(c, 2) == [1, 2]
+        filler = small_fs.fill()
+        assert take(c, 4) == [3, 4, 5, 6]      # 4.. are above the saved mark: boot 1 only
+        assert c.degraded is not None
+        filler.unlink()
+        assert take(c, 2) == [7, 8]            # saving worked again: a block from 7
+        assert c.degraded is None
+    with Counters(state, block=3) as c:
+        assert c.boot == 2 and c.next_seq() == 10
+
+
+def test_a_card_that_fails_while_running_then_at_the_next_start(card) -> None:  # type: ignore[no-untyped-def]
+    state = card.path / "state"
+    with Counters(state, block=3) as c:
+        assert take(c, 2) == [1, 2]
+        card.fail()                            # ext4 errors=remount-ro under the agent
+        assert take(c, 4) == [3, 4, 5, 6]
+        assert c.boot == 1 and c.degraded is not None
+    with Counters(state, block=3) as c:        # systemd restarts it on the same card
+        assert c.boot >= counters_mod.DEGRADED_BOOT_MIN
+        assert c.next_seq() == 4               # from the saved mark, under a boot of its own
+
+
+def test_a_lock_file_on_a_read_only_card_does_not_stop_the_start(small_fs) -> None:  # type: ignore[no-untyped-def]
+    state = small_fs.path / "state"
+    Counters(state).close()
+    small_fs.remount_ro()
+    first = Counters(state)
+    try:
+        with pytest.raises(CountersError, match="another homecare-agent"):
+            Counters(state)             # the lock still works (flock on a read-only fd)
+    finally:
+        first.close()

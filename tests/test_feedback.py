@@ -113,7 +113,8 @@ def test_new_alarm_after_acknowledged_blinks_again(outs: Any) -> None:
     fb.ack(None)
     fb.recorded([Ev("sos.pressed", "s2")], {"s2": 2})
     assert fb.phase == "pending" and led.mode == ("blink", 0.1, 0.2, None)
-    assert fb.snapshot() == {"phase": "pending", "alarm_jti": "s2", "open_alarms": 1}
+    assert fb.snapshot() == {"phase": "pending", "alarm_jti": "s2", "open_alarms": 1,
+                             "storage_failed": False}
 
 
 def test_alarm_without_a_row_id_stays_pending_until_ack(outs: Any) -> None:
@@ -165,3 +166,30 @@ def test_close_closes_both_outputs(outs: Any) -> None:
 def test_patterns_validate_themselves(kwargs: Any) -> None:
     with pytest.raises(ValueError, match="pattern"):
         Patterns(**kwargs)
+
+
+def test_storage_failure_sounds_the_fault_pattern_and_alarms_still_chirp_and_blink(outs: Any) -> None:
+    buzzer, led, fb = outs
+    fb.storage(True)
+    assert buzzer.mode == ("blink",) + PATTERNS.fault[:2] + (PATTERNS.fault[2],)
+    assert led.mode == ("blink",) + PATTERNS.fault_led + (None,)     # idle: the fault shows
+    fb.recorded([Ev("sos.pressed", "s1")], {"s1": -3})                # kept in memory
+    assert buzzer.mode == ("blink", 0.05, 0.05, 4) and led.mode == ("blink", 0.1, 0.2, None)
+    fb.delivered([-3])                                                # PUBACK of the memory row
+    assert fb.phase == "sent" and led.mode == ("blink", 0.5, 1.5, None)
+    fb.ack(None)
+    assert led.mode == ("on",)                                        # acknowledged wins
+    assert fb.snapshot()["storage_failed"] is True
+    fb.storage(False)
+    assert fb.snapshot()["storage_failed"] is False and led.mode == ("on",)
+
+
+def test_an_alarm_moved_from_memory_to_the_outbox_is_followed_under_its_new_row(outs: Any) -> None:
+    buzzer, led, fb = outs
+    fb.storage(True)
+    fb.recorded([Ev("sos.pressed", "s1")], {"s1": -3})
+    fb.storage(False)
+    assert led.mode == ("blink", 0.1, 0.2, None)
+    fb.stored({"s1": 42})
+    fb.delivered([42])
+    assert fb.phase == "sent"

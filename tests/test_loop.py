@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -134,8 +134,26 @@ class FailingOnce:
         return self.put(*args, **kwargs)
 
 
-def test_a_batch_the_outbox_refuses_is_kept_and_stored_on_the_next_try(rig) -> None:  # type: ignore[no-untyped-def]
+class Feedback:
+    def __init__(self) -> None:
+        self.calls: List[Tuple[str, object]] = []
+
+    def recorded(self, events, row_ids) -> None:  # type: ignore[no-untyped-def]
+        self.calls += [("recorded", e.type) for e in events]
+
+    def delivered(self, row_ids) -> None:  # type: ignore[no-untyped-def]
+        self.calls.append(("delivered", tuple(row_ids)))
+
+    def stored(self, row_ids) -> None:  # type: ignore[no-untyped-def]
+        self.calls.append(("stored", len(row_ids)))
+
+    def storage(self, failed: bool) -> None:
+        self.calls.append(("storage", failed))
+
+
+def test_a_batch_the_outbox_refuses_goes_out_from_memory_at_once_and_is_stored_later(rig) -> None:  # type: ignore[no-untyped-def]
     loop, clock, outbox = rig["loop"], rig["clock"], rig["outbox"]
+    feedback = loop.feedback = Feedback()
     loop.start()
     clock.now = 101.0
     loop.turn([])
@@ -143,10 +161,16 @@ def test_a_batch_the_outbox_refuses_is_kept_and_stored_on_the_next_try(rig) -> N
     clock.now = 102.0
     loop.turn([("edge", ("sos", True, 101.5))])
     assert "sos.pressed" not in types(outbox)                    # the disk said no...
-    assert loop.next_deadline() <= 103.0                          # ...so a retry is due
-    clock.now = 103.0
+    held = [r for r in loop.recorder.source.next_batch(10, frozenset()) if r.row_id < 0]
+    assert len(held) == 2                      # ...so memory has it (and storage_failed), now
+    assert ("recorded", "sos.pressed") in feedback.calls         # the chirp does not wait
+    assert ("storage", True) in feedback.calls                   # and the fault shows
+    assert loop.next_deadline() <= 102.0 + 5.0                    # a retry is due
+    clock.now = 107.0
     loop.turn([])
-    assert types(outbox).count("sos.pressed") == 1               # ...and it is not lost
+    assert types(outbox).count("sos.pressed") == 1               # stored once, not lost
+    assert ("storage", False) in feedback.calls and ("stored", 3) in feedback.calls   # sos.released too (the pin re-read)
+    assert loop.recorder.source.memory_depth() == 0
 
 
 def test_a_failing_command_or_output_never_costs_a_sensor_event(rig) -> None:  # type: ignore[no-untyped-def]
@@ -168,3 +192,21 @@ def test_a_failing_command_or_output_never_costs_a_sensor_event(rig) -> None:  #
     clock.now = 102.0
     loop.turn([("command", b"x"), ("edge", ("sos", True, 101.5))])
     assert types(outbox)[-1] == "sos.pressed"
+
+
+def test_while_storing_fails_no_deadline_is_in_the_past(rig) -> None:  # type: ignore[no-untyped-def]
+    """An eviction report that cannot be made while degraded must not make the loop spin."""
+    loop, clock, outbox = rig["loop"], rig["clock"], rig["outbox"]
+    loop.start()
+    recorder = loop.recorder
+    recorder._evictions_maybe_pending, recorder._last_eviction_report = True, 0.0
+    outbox.put = FailingOnce(outbox.put)
+    clock.now = 102.0
+    loop.turn([("edge", ("sos", True, 101.5))])
+    assert recorder.storage_failed is not None
+    outbox.put = lambda *a, **k: (_ for _ in ()).throw(OSError(30, "Read-only file system"))
+    outbox.set_meta = outbox.put
+    for now in (103.0, 110.0, 130.0):
+        clock.now = now
+        loop.turn([])
+        assert loop.next_deadline() > now
