@@ -1,6 +1,6 @@
 """Packaging for homecare-agent.
 
-Runtime dependencies are the ones the product card names plus what signing needs
+Runtime dependencies are the ones the contract (docs/spec.md §2) names plus what signing needs
 (PyJWT + cryptography). GPIO backends that only exist on a Raspberry Pi live in the
 ``pi`` extra behind environment markers, so ``pip install .[test]`` works on x86 CI.
 """
@@ -45,7 +45,7 @@ setup(
             "types-PyYAML",
         ],
     },
-    entry_points={"console_scripts": ["homecare-agent=agent.cli:main"]},
+    entry_points={"console_scripts": ["homecare-agent=agent.cli.main:main"]},
     classifiers=[
         "Programming Language :: Python :: 3.9",
         "Programming Language :: Python :: 3.11",

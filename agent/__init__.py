@@ -3,10 +3,10 @@
 Data flows one way through this package:
 
     drivers (pin edge -> debouncer -> SensorEvent)
-      -> agent.care      (care rules may raise more events)
-      -> agent.events    (claims) -> agent.signing (JWT)
-      -> agent.outbox    (durable, SQLite)
-      -> agent.publisher (paho-mqtt) -> PUBACK -> outbox delete
+      -> agent.rules.care      (care rules may raise more events)
+      -> agent.record.events    (claims) -> agent.record.signing (JWT)
+      -> agent.outbox.store    (durable, SQLite)
+      -> agent.delivery.publisher (paho-mqtt) -> PUBACK -> outbox delete
 """
 
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
 """``python -m agent`` is the same as the ``homecare-agent`` console script."""
 import sys
 
-from agent.cli import main
+from agent.cli.main import main
 
 sys.exit(main())

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from typing import Optional
 
+from drivers.errors import WiringError
+
+__all__ = ["AgentError", "ConfigError", "SecretFileError", "WiringError", "OutboxError",
+           "USER_ERRORS"]
+
 
 class AgentError(Exception):
     """Base class of every error the agent raises on purpose."""
@@ -34,13 +39,9 @@ class SecretFileError(ConfigError):
     exit_status = 1
 
 
-class WiringError(AgentError, RuntimeError):
-    """GPIO could not be claimed: wrong backend, pin in use, not a Raspberry Pi."""
-
-
-class BrokerError(AgentError, ConnectionError):
-    """The MQTT broker refused us or misbehaved."""
-
-
 class OutboxError(AgentError, OSError):
     """The on-disk outbox could not be opened or written."""
+
+
+#: what the CLI turns into a one-line message and an exit status, never a traceback
+USER_ERRORS = (AgentError, WiringError)

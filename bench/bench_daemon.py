@@ -1,7 +1,7 @@
 """Start-up time, idle memory and idle CPU of the real daemon, against a bare paho import.
 
 The agent: ``python -m agent run --config C`` with the mock GPIO backend, the broker set
-to a free loopback port where nobody listens (offline: a normal state, SPEC §9), and a
+to a free loopback port where nobody listens (offline: a normal state, docs/spec.md §9), and a
 real ``AF_UNIX`` datagram ``NOTIFY_SOCKET`` plus ``WATCHDOG_USEC`` as systemd would give
 (``WatchdogSec=30`` in the unit). Start-up = from ``Popen`` to ``READY=1`` on that socket.
 

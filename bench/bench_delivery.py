@@ -1,7 +1,7 @@
 """Delivery throughput and latency through the real outbox and publisher, to a private mosquitto.
 
 (a) Backlog drain: ``BENCH_DRAIN_EVENTS`` (default 100000) pre-signed events sit in the real
-    outbox (fresh file, WAL, ``synchronous=FULL``); the real :class:`~agent.publisher.Publisher`
+    outbox (fresh file, WAL, ``synchronous=FULL``); the real :class:`~agent.delivery.publisher.Publisher`
     (window 20) drains it over plaintext loopback MQTT 5 to a mosquitto started here. The
     baseline, in the same run, is raw paho-mqtt (``loop_start``) publishing the same payloads
     at QoS 1 with the same window of 20, counting PUBACKs in ``on_publish``: the most a
@@ -29,14 +29,14 @@ import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.counters import Counters
-from agent.delivery import WindowSettings
-from agent.events import make_event
-from agent.outbox import Outbox, OutboxRow
-from agent.outbox_policy import OutboxLimits
-from agent.pipeline import Clocks, OutboxSource, Recorder
-from agent.publisher import LinkSettings, Publisher
-from agent.signing import Signer
+from agent.record.counters import Counters
+from agent.delivery.window import WindowSettings
+from agent.record.events import make_event
+from agent.outbox.store import Outbox, OutboxRow
+from agent.outbox.policy import OutboxLimits
+from agent.record.recorder import Clocks, OutboxSource, Recorder
+from agent.delivery.publisher import LinkSettings, Publisher
+from agent.record.signing import Signer
 from drivers.events import SensorEvent
 
 WINDOW = 20

@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from agent.outbox import Outbox, OutboxLimits, OutboxRow
-from agent.outbox_file import SCHEMA
+from agent.outbox.store import Outbox, OutboxLimits, OutboxRow
+from agent.outbox.file import SCHEMA
 
 PAYLOAD = b"e" * 420  # about the size of a signed event (EdDSA JWT)
 

@@ -21,9 +21,9 @@ from typing import Callable, List, Optional, Tuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.counters import Counters
-from agent.events import make_event
-from agent.signing import Signer
+from agent.record.counters import Counters
+from agent.record.events import make_event
+from agent.record.signing import Signer
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"bench-secret-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -87,7 +87,7 @@ def bench_imports() -> None:
         ("python -c pass", "pass"),
         ("import cryptography ed25519", "import cryptography.hazmat.primitives.asymmetric.ed25519"),
         ("import jwt", "import jwt"),
-        ("import agent.signing", "import agent.signing"),
+        ("import agent.record.signing", "import agent.record.signing"),
     ]
     print("start-up + import, fresh interpreter, best of 7:")
     empty = None

@@ -6,7 +6,7 @@ Time inside the drivers is an integer number of **microseconds** (:data:`Micros`
 The public device classes take ``now`` as float monotonic seconds and convert once,
 with :func:`to_micros`; every window is then a whole number of microseconds, so
 ``edge_time + window`` is exact and "a window that completes at the same instant as
-a raw edge counts as completed" (SPEC §3) holds without float surprises
+a raw edge counts as completed" (docs/spec.md §3) holds without float surprises
 (0.1 s + 0.2 s is exactly 0.3 s here).
 
 :class:`Debouncer` is stable-for-N: the raw level must stay at a new value for that
@@ -52,7 +52,7 @@ def to_seconds(t: Micros) -> float:
 
 @dataclass(frozen=True)
 class FlappingPolicy:
-    """When a sensor counts as flapping (SPEC §3, ``flapping:`` in the config).
+    """When a sensor counts as flapping (docs/spec.md §3, ``flapping:`` in the config).
 
     ``max_edges``: the N-th raw edge within ``window_s`` seconds starts an episode.
     ``quiet_s``: the episode ends this many seconds after its last burst edge
@@ -77,7 +77,7 @@ class FlappingPolicy:
         return -(-self.max_edges // 4)
 
 
-#: SPEC §3 defaults. Smoke inputs have no flapping detection by default.
+#: docs/spec.md §3 defaults. Smoke inputs have no flapping detection by default.
 DOOR_FLAPPING = FlappingPolicy(max_edges=16, window_s=10, quiet_s=60)
 SOS_FLAPPING = FlappingPolicy(max_edges=20, window_s=10, quiet_s=60)
 

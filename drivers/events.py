@@ -1,6 +1,6 @@
 """What the sensor state machines emit: :class:`SensorEvent`.
 
-A ``SensorEvent`` is a plain value. The agent turns it into a signed event (SPEC §4):
+A ``SensorEvent`` is a plain value. The agent turns it into a signed event (docs/spec.md §4):
 ``type`` and ``sensor`` become the claims of the same name, ``critical`` becomes
 ``prio``, ``data`` becomes ``data``, and ``at`` (monotonic seconds, the instant the
 debounce window completed) is mapped to the wall-clock ``ts``.
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, FrozenSet, Mapping
 
-#: SPEC §3 priorities for sensor events (care rules may raise other critical events),
+#: docs/spec.md §3 priorities for sensor events (care rules may raise other critical events),
 #: and the supervision inputs' of docs/spec.md §13.1-13.2. A tamper switch lowers
 #: ``tamper.opened`` to normal during maintenance (drivers/tamper.py).
 CRITICAL_TYPES: FrozenSet[str] = frozenset(
@@ -26,7 +26,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 def is_critical(event_type: str) -> bool:
-    """True for the event types SPEC §3 and docs/spec.md §13 list as ``critical``."""
+    """True for the event types docs/spec.md §3 and docs/spec.md §13 list as ``critical``."""
     return event_type in CRITICAL_TYPES
 
 
@@ -38,7 +38,7 @@ class SensorEvent:
     ``sensor``: the configured sensor name. ``at``: monotonic seconds at which the
     event was recognised (when its window completed, not when the loop noticed).
     ``data``: the event's details (``state``, ``initial``, ``held_ms``, ``pattern``,
-    ...), stored read-only. ``critical``: SPEC §3 priority.
+    ...), stored read-only. ``critical``: docs/spec.md §3 priority.
     """
 
     type: str

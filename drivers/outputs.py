@@ -1,4 +1,4 @@
-"""Optional local outputs: a buzzer and an LED (SPEC §2), thin gpiozero wrappers.
+"""Optional local outputs: a buzzer and an LED (docs/spec.md §2), thin gpiozero wrappers.
 
 Used for local confirmation ("your SOS was sent": a few beeps) and a steady LED once
 the care centre acknowledges. ``blink`` runs in gpiozero's background thread.
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from agent.errors import WiringError
+from drivers.errors import WiringError
 
 
 class _Output:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Optional, Tuple, Union
 
-from agent.errors import WiringError
+from drivers.errors import WiringError
 
 #: what goes on the loop's queue
 Edge = Tuple[str, bool, float]
@@ -47,7 +47,7 @@ _FACTORY_CLASSES = {
 
 
 def make_pin_factory(backend: str) -> Any:
-    """gpiozero pin factory for ``gpio.backend`` (SPEC §10), checked on this machine.
+    """gpiozero pin factory for ``gpio.backend`` (docs/spec.md §10), checked on this machine.
 
     ``auto`` tries gpiozero's own order (``GPIOZERO_PIN_FACTORY`` if set, then lgpio,
     rpigpio, pigpio, native). ``mock`` gives a MockFactory (no hardware). Raises

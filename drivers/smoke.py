@@ -12,7 +12,7 @@ Smoke alarms signal in two ways, and both must raise ``smoke.alarm``:
 
 An alarm clears only after the input has been continuously inactive for ``clear_ms``
 (15 s): the gaps of a pulsed pattern never clear it. The start-up report for the
-inactive level needs only ``pulse_ms`` of quiet (SPEC §3).
+inactive level needs only ``pulse_ms`` of quiet (docs/spec.md §3).
 
 Timers due at the same instant fire in the order confirm, pulse, clear/start-up,
 wiring. Flapping detection is off by default; if configured it reports

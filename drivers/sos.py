@@ -21,7 +21,7 @@ step), at most one per flapping ``window_s`` (:class:`~drivers.sensor.SensorCore
 limits the repeats); ``short_press`` and ``released`` wait for the recovery, so two
 ``sos.pressed`` may follow each other.
 
-Choices SPEC.md leaves open: a short tap during start-up gives ``sos.short_press``
+Choices docs/spec.md leaves open: a short tap during start-up gives ``sos.short_press``
 followed by the start-up report ``sos.released`` (``initial``). After a flapping
 episode the catch-up ``sos.released`` carries the ``held_ms`` of the last accepted
 press.

@@ -1,4 +1,4 @@
-"""Timelines: scripted sensor levels for ``simulate``, ``demo`` and tests (SPEC.md section 8).
+"""Timelines: scripted sensor levels for ``simulate``, ``demo`` and tests (docs/spec.md §8).
 
 A timeline file is a YAML list; times are seconds from the start::
 

@@ -18,13 +18,13 @@ import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.counters import Counters
-from agent.delivery import WindowSettings
-from agent.events import Event
-from agent.outbox import Outbox
-from agent.outbox_policy import OutboxLimits
-from agent.pipeline import AgentEvent, Clocks, OutboxSource, Recorder
-from agent.publisher import LinkSettings, Publisher
+from agent.record.counters import Counters
+from agent.delivery.window import WindowSettings
+from agent.record.events import Event
+from agent.outbox.store import Outbox
+from agent.outbox.policy import OutboxLimits
+from agent.record.recorder import AgentEvent, Clocks, OutboxSource, Recorder
+from agent.delivery.publisher import LinkSettings, Publisher
 from drivers.events import SensorEvent
 from tests.broker import MosquittoBroker, Subscriber
 from tests.helpers import wait_until
@@ -99,7 +99,7 @@ class AgentRig:
         self.state_dir = state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
         self.key = Ed25519PrivateKey.generate()
-        from agent.signing import Signer
+        from agent.record.signing import Signer
         self.signer = Signer("EdDSA", self.key)
         self.outbox = Outbox.open(state_dir / "outbox.sqlite3",
                                   OutboxLimits(max_events=100_000, max_mb=64, min_free_mb=0))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional, Tuple, Union
 
 from agent.alarms.book import AlarmBook, AlarmSchedule
-from agent.durable import write_durably
+from agent.files.durable import write_durably
 
 log = logging.getLogger(__name__)
 

@@ -6,14 +6,14 @@ Theory of operation
 0600 PEM), a care-centre key pair (the test keeps the private half to sign commands;
 the agent gets the public PEM), the MQTT password file (0600) for the broker's
 ``device`` user, and a config YAML whose state folder lives in the test's tmp folder.
-:class:`AgentHarness` loads that file with :func:`agent.config.load_config` (so the
+:class:`AgentHarness` loads that file with :func:`agent.config.model.load_config` (so the
 test goes through the same checks as ``homecare-agent run``), builds
-:class:`agent.daemon.Agent` on the test's gpiozero ``MockFactory`` and runs
+:class:`agent.app.daemon.Agent` on the test's gpiozero ``MockFactory`` and runs
 ``agent.run()`` in a thread. The *cloud side* is two real MQTT clients with the
 broker's ``consumer`` user: a :class:`tests.broker.Subscriber` on
 ``homecare/gw-test/#`` (started before the agent, so it sees every event) and a
 :class:`tests.broker.Publisher` for commands. Events are checked with
-:class:`agent.signing.Verifier` against the device's public key as they are read.
+:class:`agent.record.signing.Verifier` against the device's public key as they are read.
 
 Example::
 
@@ -44,10 +44,10 @@ import jwt
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.config import Config, load_config
-from agent.daemon import Agent
-from agent.sdnotify import Notifier
-from agent.signing import Verifier, ed25519_thumbprint
+from agent.config.model import Config, load_config
+from agent.app.daemon import Agent
+from agent.app.sdnotify import Notifier
+from agent.record.signing import Verifier, ed25519_thumbprint
 from tests.agent_files import write_keys
 from tests.broker import MosquittoBroker, Publisher, Received, Subscriber
 
@@ -113,7 +113,7 @@ def write_agent_files(broker: MosquittoBroker, folder: Path,
 
 
 class AgentHarness:
-    """An :class:`agent.daemon.Agent` running in a thread, plus the cloud side (module doc)."""
+    """An :class:`agent.app.daemon.Agent` running in a thread, plus the cloud side (module doc)."""
 
     def __init__(self, broker: MosquittoBroker, folder: Path, factory: Any, *,
                  overrides: Optional[Mapping[str, Any]] = None,

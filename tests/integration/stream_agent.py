@@ -24,13 +24,13 @@ from typing import List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
-from agent.counters import Counters  # noqa: E402
-from agent.delivery import WindowSettings  # noqa: E402
-from agent.outbox import Outbox  # noqa: E402
-from agent.outbox_policy import OutboxLimits  # noqa: E402
-from agent.pipeline import Clocks, OutboxSource, Recorder  # noqa: E402
-from agent.publisher import LinkSettings, Publisher  # noqa: E402
-from agent.signing import Signer  # noqa: E402
+from agent.record.counters import Counters  # noqa: E402
+from agent.delivery.window import WindowSettings  # noqa: E402
+from agent.outbox.store import Outbox  # noqa: E402
+from agent.outbox.policy import OutboxLimits  # noqa: E402
+from agent.record.recorder import Clocks, OutboxSource, Recorder  # noqa: E402
+from agent.delivery.publisher import LinkSettings, Publisher  # noqa: E402
+from agent.record.signing import Signer  # noqa: E402
 from drivers.events import SensorEvent  # noqa: E402
 
 

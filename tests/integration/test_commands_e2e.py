@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from zoneinfo import ZoneInfo
 
-from agent.command_policy import REASONS
+from agent.remote.policy import REASONS
 from tests.broker import MosquittoBroker
 from tests.faultproxy import FaultProxy
 from tests.helpers import wait_until

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-from agent.counters import BACKUP_NAME, FILE_NAME
+from agent.record.counters import BACKUP_NAME, FILE_NAME
 from tests.broker import MosquittoBroker
 from tests.helpers import assert_unique_boot_seq
 from tests.integration.agent_harness import SOS_PIN, AgentHarness

@@ -1,4 +1,4 @@
-"""Store and forward end to end (SPEC §5, §6): the REAL Recorder, Outbox, Counters, Ed25519
+"""Store and forward end to end (docs/spec.md §5, §6): the REAL Recorder, Outbox, Counters, Ed25519
 Signer and Publisher against a real mosquitto, with faults from tests/faultproxy.py.
 
 How "the broker is down" is staged without losing messages in the test itself: the
@@ -25,13 +25,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.counters import Counters
-from agent.delivery import WindowSettings
-from agent.outbox import Outbox, OutboxRow
-from agent.outbox_policy import OutboxLimits
-from agent.pipeline import AgentEvent, Clocks, OutboxSource, Recorder
-from agent.publisher import LinkSettings, Publisher, TlsSettings
-from agent.signing import Signer, Verifier
+from agent.record.counters import Counters
+from agent.delivery.window import WindowSettings
+from agent.outbox.store import Outbox, OutboxRow
+from agent.outbox.policy import OutboxLimits
+from agent.record.recorder import AgentEvent, Clocks, OutboxSource, Recorder
+from agent.delivery.publisher import LinkSettings, Publisher, TlsSettings
+from agent.record.signing import Signer, Verifier
 from drivers.events import SensorEvent
 from tests.broker import MosquittoBroker, Received, Subscriber, make_client
 from tests.faultproxy import FaultProxy
@@ -191,12 +191,12 @@ def test_5000_acl_refused_rows_cost_little_cpu_and_one_log_line_per_round(
     settings = replace(link(broker, broker.plain_port),
                        window=WindowSettings(max_inflight=20, ack_timeout_s=5.0, retry_rejected_s=60.0))
     cpu0 = time.process_time()
-    with caplog.at_level("ERROR", logger="agent.publisher"):
+    with caplog.at_level("ERROR", logger="agent.delivery.publisher"):
         stack = make_stack(settings, outbox=box)
         wait_until(lambda: stack.publisher.status.rejected >= n, timeout=30, what="5,000 refusals",
                    interval=0.05)
         cpu = time.process_time() - cpu0
-        errors = [r for r in caplog.records if r.name == "agent.publisher" and r.levelno >= 40]
+        errors = [r for r in caplog.records if r.name == "agent.delivery.publisher" and r.levelno >= 40]
     assert len(errors) == 1 and "broker refused" in errors[0].getMessage()
     assert cpu < 2.5, f"{cpu:.2f} s of CPU for one round of {n} refusals"
     status = stack.publisher.status

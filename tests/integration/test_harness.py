@@ -101,7 +101,7 @@ def test_acl_refuses_publish_outside_prefix_with_mqtt5(broker: MosquittoBroker) 
 
 
 def test_unsubscribed_topic_puback_is_a_success_code(broker: MosquittoBroker) -> None:
-    # SPEC §5: mosquitto answers 0x10 "no matching subscribers"; still a success (< 0x80).
+    # docs/spec.md §5: mosquitto answers 0x10 "no matching subscribers"; still a success (< 0x80).
     with Publisher(broker) as pub:
         pub.connect()
         rc = pub.wait_puback(pub.publish(broker.prefix + "/events/door", b"x"))

@@ -1,4 +1,4 @@
-"""kill -9 of the REAL agent (SPEC §6: "Kill -9 or a power cut at any moment loses no
+"""kill -9 of the REAL agent (docs/spec.md §6: "Kill -9 or a power cut at any moment loses no
 event that had been stored").
 
 Unlike ``test_delivery_e2e.py``'s kill test (a thin driver of the delivery classes), this
@@ -29,8 +29,8 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from agent.outbox import Outbox
-from agent.signing import Verifier, ed25519_thumbprint
+from agent.outbox.store import Outbox
+from agent.record.signing import Verifier, ed25519_thumbprint
 from tests.agent_files import write_agent_files
 from tests.broker import MosquittoBroker
 from tests.faultproxy import FaultProxy
@@ -39,7 +39,7 @@ from tests.integration.test_delivery_e2e import _Cloud
 
 pytestmark = pytest.mark.broker
 
-#: the committed-event line of agent/pipeline.py Recorder.record
+#: the committed-event line of agent/record/recorder.py Recorder.record
 EVENT_LINE = re.compile(r"agent\.events: event (?P<type>\S+) sensor=(?P<sensor>\S+) "
                         r"seq=(?P<seq>\d+) prio=\S+ ts=\S+ jti=(?P<jti>[0-9a-f-]{36}) "
                         r"data=(?P<data>.*)$")

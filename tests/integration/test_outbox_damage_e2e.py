@@ -11,9 +11,9 @@ from typing import Any, List
 
 import pytest
 
-from agent.events import make_event
-from agent.outbox import Outbox, OutboxRow
-from agent.signing import Signer
+from agent.record.events import make_event
+from agent.outbox.store import Outbox, OutboxRow
+from agent.record.signing import Signer
 from tests.broker import MosquittoBroker
 from tests.helpers import assert_unique_boot_seq
 from tests.integration.agent_harness import DEVICE_ID, SOS_PIN, AgentHarness

@@ -14,8 +14,8 @@ from typing import AbstractSet, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 
-from agent.delivery import WindowSettings
-from agent.publisher import LinkSettings, Publisher, TlsSettings
+from agent.delivery.window import WindowSettings
+from agent.delivery.publisher import LinkSettings, Publisher, TlsSettings
 import paho.mqtt.client as mqtt
 
 from tests.broker import MosquittoBroker, Subscriber
@@ -202,7 +202,7 @@ def test_on_3_1_1_mosquitto_pubacks_a_publish_its_acl_refused(
     allowed = Row(2, f"{broker.prefix}/events/sos", b"ours")
     source = MemorySource([forbidden, allowed])
     with Subscriber(broker, "homecare/#") as sub:                 # the consumer may read it all
-        with caplog.at_level("WARNING", logger="agent.publisher"):
+        with caplog.at_level("WARNING", logger="agent.delivery.publisher"):
             start(started, settings(broker, broker.plain_port, protocol="3.1.1"), source)
             assert source.wait_empty(10)
         sub.wait_until(lambda ms: any(m.payload == b"ours" for m in ms))
@@ -226,7 +226,7 @@ def test_on_3_1_1_an_oversized_command_is_dropped_unread_and_not_sent_again(
     """docs/spec.md §7: 3.1.1 cannot tell the broker a maximum; the packet's header is
     enough to drop the connection, and a fresh session makes the broker forget it (a
     kept session would get the queued QoS 1 message again on every reconnect)."""
-    from agent.publisher import MAX_INCOMING_PACKET
+    from agent.delivery.publisher import MAX_INCOMING_PACKET
     got: List[int] = []
     source = MemorySource()
     p = commands_publisher(started, broker, source, got)

@@ -159,7 +159,7 @@ def test_both_reference_consumers_agree_with_the_agent_over_an_outage(
 def test_consumers_report_on_sigterm_and_count_a_forged_event(
         setup: Any, node_consumer_ready: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from agent.signing import Signer
+    from agent.record.signing import Signer
     from tests.broker import Publisher as RawPublisher
 
     ep, proxy, rig, args, made = setup

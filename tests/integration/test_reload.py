@@ -1,6 +1,6 @@
 """A SIGHUP reload loses no edge (docs/spec.md §9): the whole agent on MockFactory pins and
 the real test mosquitto, reloaded the way `homecare-agent run` does it
-(:meth:`agent.daemon.Agent.replace`), with an SOS tap while the old agent closes."""
+(:meth:`agent.app.daemon.Agent.replace`), with an SOS tap while the old agent closes."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,10 +11,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from agent.commands.run import FLUSH_ON_RELOAD_S
-from agent.config import Config
-from agent.daemon import Agent
-from agent.sdnotify import Notifier
+from agent.cli.run import FLUSH_ON_RELOAD_S
+from agent.config.model import Config
+from agent.app.daemon import Agent
+from agent.app.sdnotify import Notifier
 from tests.broker import MosquittoBroker
 from tests.helpers import assert_unique_boot_seq
 from tests.integration.agent_harness import SOS_PIN, AgentHarness
@@ -137,7 +137,7 @@ def test_a_rewired_sensor_is_released_and_claimed_again(tmp_path: Path, broker: 
             dataclasses.replace(s, pin=22) if s.name == "sos" else s for s in h.config.sensors))
         agent = reload(h, new)
         assert agent.inputs["sos"].pin_number == 22
-        boot = agent.counters.boot
+        boot = agent.record.counters.boot
         h.wait_events(lambda ev: sos_events(ev, boot) == ["sos.released"],
                       what="the rewired sensor's new start-up report")
         mock_factory.pin(22).drive_low()

@@ -17,8 +17,8 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
-from agent.counters import DEGRADED_BOOT_MIN
-from agent.signing import Verifier, ed25519_thumbprint
+from agent.record.counters import DEGRADED_BOOT_MIN
+from agent.record.signing import Verifier, ed25519_thumbprint
 from tests.agent_files import AgentFiles, files_for_broker, run_simulate
 from tests.broker import MosquittoBroker, Subscriber
 from tests.helpers import assert_unique_boot_seq, cli_command, cli_env
@@ -221,8 +221,8 @@ def test_run_stops_with_0_on_a_full_disk_after_sending_what_it_could(
 
 def test_stopping_on_a_read_only_card_with_command_bookkeeping_due_does_not_raise(
         broker: MosquittoBroker, tmp_path: Path, card: Ext4Card, mock_factory: Any) -> None:
-    from agent.daemon import Agent
-    from agent.sdnotify import Notifier
+    from agent.app.daemon import Agent
+    from agent.app.sdnotify import Notifier
 
     offset = [0.0]
     overrides = {"state_dir": str(card.path / "state"), "buffer": {"min_free_mb": 0}}

@@ -1,0 +1,449 @@
+"""Care rules: turn the stream of sensor events into "closing the loop" alerts.
+
+Theory of operation
+-------------------
+Two rules watch what the sensors report and raise their own events, every one of
+them *critical* (docs/spec.md §3: "any event a care rule raises"):
+
+``care.night_door``
+    A door opens (``door.opened``, not a start-up report) while the local clock is
+    inside the quiet-hours window (default 22:00-06:00). One event per opening,
+    with ``sensor`` = the door's name.
+
+``care.inactivity`` / ``care.activity_resumed``
+    Nobody has opened or closed a door or touched the SOS button for ``hours``
+    hours, counting **only time inside the daytime window** (default 07:00-22:00),
+    so a resident who sleeps through the night is not reported at 07:00. One
+    ``care.inactivity`` per quiet episode; the next activity raises
+    ``care.activity_resumed`` and starts a new episode. Both with ``sensor`` =
+    ``agent`` (they are about the home, not one sensor).
+
+Two clocks, each for what it is good at:
+
+* ``now`` -- monotonic seconds. Every duration is measured with it, so the wall
+  clock jumping when NTP first synchronises (a Pi has no RTC and boots with
+  fake-hwclock's last saved time) neither adds nor removes quiet time.
+* ``wall`` -- epoch seconds, the system clock. Used only to decide *where in the
+  local day* an instant falls (window membership), through the configured time
+  zone (``zoneinfo``), so daylight-saving changes are handled by the tz database.
+
+Between two calls the rules map the monotonic span onto the wall clock with the
+offset ``wall - now`` of the *latest* call, i.e. the best clock known at the time.
+Each monotonic second is counted exactly once, so a clock jump re-places the
+window from then on and can never fire an alert twice: firing is a per-episode
+flag that only activity clears.
+
+Windows (``DailyWindow``): ``from`` is inclusive, ``to`` exclusive (22:00-06:00
+contains 22:00:00 and 05:59:59, not 06:00:00). ``to`` earlier than ``from``
+crosses midnight; ``from == to`` is the whole day. A boundary is the first
+instant the local clock reads that time: inside an hour the clock skips (spring
+forward) it falls at the jump; inside an hour the clock repeats (fall back) it
+falls on the first pass. So a 22:00-06:00 window lasts 7 h on the spring-forward
+night and 9 h on the fall-back night.
+
+Unsynchronised clock: the rules still run with the best-known clock and say so in
+``data.clock_synced`` -- for ``care.night_door`` the flag of that call, for the
+inactivity events ``true`` only if every second counted in the episode was placed
+with a synchronised clock. The care centre can weigh the alert; not raising it
+would be worse for a resident who really did leave at night.
+
+This module is sans-IO: no clock reads, threads, sockets or files. ``zoneinfo``
+objects are passed in already loaded.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Protocol, Tuple
+
+from agent.errors import ConfigError
+
+__all__ = [
+    "ACTIVITY_TYPES",
+    "CareEvent",
+    "CareRules",
+    "CareSettings",
+    "DailyWindow",
+    "InactivitySettings",
+    "NightDoorSettings",
+    "ObservedEvent",
+]
+
+#: Event types that show someone is up and about (start-up reports excluded).
+ACTIVITY_TYPES = frozenset(
+    {"door.opened", "door.closed", "sos.pressed", "sos.released", "sos.short_press"}
+)
+
+_HHMM = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+_MAX_HOURS = 168.0  # one week of daytime hours; more is almost surely a typo
+_TOLERANCE_S = 1e-3  # float slack when comparing a deadline with `now`
+_MAX_DAYS = 200_000  # guard for loops stepping day by day (~550 years)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _parse_hhmm(value: object, where: str) -> time:
+    if not isinstance(value, str) or not _HHMM.match(value):
+        raise ConfigError(
+            f"{where}: {value!r} is not a time of day",
+            hint='write it as a quoted "HH:MM" string on the 24-hour clock, e.g. "22:00"',
+        )
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
+
+
+def _check_enabled(value: object, where: str) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}.enabled: {value!r} is not true or false",
+                          hint="write enabled: true to switch the rule on, false to leave it off")
+
+
+@dataclass(frozen=True)
+class NightDoorSettings:
+    """``care.night_door``: alert when a door opens during quiet hours.
+
+    ``enabled`` -- off by default. ``from_`` / ``to`` -- local times "HH:MM"; the
+    window starts at ``from_`` (inclusive) and ends at ``to`` (exclusive), crossing
+    midnight when ``to`` is earlier. Default 22:00 to 06:00.
+    """
+
+    enabled: bool = False
+    from_: str = "22:00"
+    to: str = "06:00"
+
+    def __post_init__(self) -> None:
+        _check_enabled(self.enabled, "care.night_door")
+        _parse_hhmm(self.from_, "care.night_door.from")
+        _parse_hhmm(self.to, "care.night_door.to")
+
+
+@dataclass(frozen=True)
+class InactivitySettings:
+    """``care.inactivity``: alert after ``hours`` of daytime without any activity.
+
+    ``enabled`` -- off by default. ``hours`` -- daytime hours (counted only inside
+    the window) without a door opening/closing or an SOS button touch; default 12,
+    greater than 0 and at most 168. ``from_`` / ``to`` -- the daytime window, local
+    "HH:MM", default 07:00 to 22:00; ``from_ == to`` counts all day.
+    """
+
+    enabled: bool = False
+    hours: float = 12.0
+    from_: str = "07:00"
+    to: str = "22:00"
+
+    def __post_init__(self) -> None:
+        _check_enabled(self.enabled, "care.inactivity")
+        if (isinstance(self.hours, bool) or not isinstance(self.hours, (int, float))
+                or not 0 < self.hours <= _MAX_HOURS):
+            raise ConfigError(
+                f"care.inactivity.hours: {self.hours!r} is out of range",
+                hint=f"give the daytime hours without activity before an alert, "
+                     f"a number above 0 and at most {_MAX_HOURS:g} (e.g. 12)",
+            )
+        _parse_hhmm(self.from_, "care.inactivity.from")
+        _parse_hhmm(self.to, "care.inactivity.to")
+
+
+@dataclass(frozen=True)
+class CareSettings:
+    """The ``care:`` section of the config (docs/spec.md §10); both rules off by default."""
+
+    night_door: NightDoorSettings = field(default_factory=NightDoorSettings)
+    inactivity: InactivitySettings = field(default_factory=InactivitySettings)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.night_door, NightDoorSettings):
+            raise ConfigError(f"care.night_door: {self.night_door!r} is not a night-door setting",
+                              hint='write e.g. night_door: {enabled: true, from: "22:00", to: "06:00"}')
+        if not isinstance(self.inactivity, InactivitySettings):
+            raise ConfigError(f"care.inactivity: {self.inactivity!r} is not an inactivity setting",
+                              hint='write e.g. inactivity: {enabled: true, hours: 12, '
+                                   'from: "07:00", to: "22:00"}')
+
+
+# --------------------------------------------------------------------------- events
+
+
+class ObservedEvent(Protocol):
+    """What the rules read from a sensor event (``drivers.events.SensorEvent`` fits)."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def sensor(self) -> str: ...
+
+    @property
+    def data(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class CareEvent:
+    """An event a care rule raised; same shape as ``drivers.events.SensorEvent``.
+
+    ``at`` is the monotonic time the rule recognised it (for ``care.inactivity``
+    the instant the quiet time reached ``hours``, even if ``advance`` ran later).
+    Always critical (docs/spec.md §3).
+    """
+
+    type: str
+    sensor: str
+    at: float
+    data: Mapping[str, Any]
+    critical: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.type.startswith("care."):
+            raise ValueError(f"care event type must start with 'care.', got {self.type!r}")
+        if not self.sensor:
+            raise ValueError("care event needs a sensor name ('agent' for the agent's own)")
+        if not self.critical:
+            raise ValueError("care events are critical (docs/spec.md §3)")
+        object.__setattr__(self, "data", dict(self.data))
+
+
+# --------------------------------------------------------------------------- windows
+
+
+class DailyWindow:
+    """A local time-of-day window repeating every day, in one time zone.
+
+    ``from_`` inclusive, ``to`` exclusive; crosses midnight when ``to < from_``;
+    ``from_ == to`` is the whole day. Boundaries are the first instant the local
+    clock reads that time (see the module docstring for DST days). All instants
+    are epoch seconds.
+    """
+
+    def __init__(self, from_: str, to: str, tz: tzinfo) -> None:
+        self.start = _parse_hhmm(from_, "window.from")
+        self.end = _parse_hhmm(to, "window.to")
+        self.tz = tz
+        self.label = f"{from_}-{to}"
+        self.whole_day = self.start == self.end
+        self._boundaries: Dict[Tuple[date, time], float] = {}
+
+    def __repr__(self) -> str:
+        return f"DailyWindow({self.label!r}, tz={self.tz!s})"
+
+    def contains(self, t: float) -> bool:
+        """True if instant ``t`` lies inside the window."""
+        for start, _end in self._intervals(t):
+            return start <= t
+        return False  # pragma: no cover - _intervals never ends
+
+    def seconds_inside(self, a: float, b: float) -> float:
+        """Seconds of ``[a, b)`` that lie inside the window."""
+        if b <= a:
+            return 0.0
+        if self.whole_day:
+            return b - a
+        total = 0.0
+        for start, end in self._intervals(a):
+            if start >= b:
+                break
+            total += min(end, b) - max(start, a)
+        return total
+
+    def reach(self, a: float, need: float) -> float:
+        """The instant at which ``need`` seconds inside the window have passed since ``a``."""
+        if need <= 0:
+            return a
+        if self.whole_day:
+            return a + need
+        for start, end in self._intervals(a):
+            start = max(start, a)
+            if end - start >= need:
+                return start + need
+            need -= end - start
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _intervals(self, t: float) -> Iterator[Tuple[float, float]]:
+        """Window intervals ``(start, end)`` in time order, the first one ending after ``t``."""
+        if self.whole_day:
+            yield (float("-inf"), float("inf"))
+            return
+        day = datetime.fromtimestamp(t, self.tz).date() - timedelta(days=1)
+        crosses = self.end < self.start
+        for _ in range(_MAX_DAYS):
+            start = self._boundary(day, self.start)
+            end = self._boundary(day + timedelta(days=1) if crosses else day, self.end)
+            if end > t and end > start:
+                yield (start, end)
+            day += timedelta(days=1)
+        raise RuntimeError(f"{self!r}: no end found within {_MAX_DAYS} days")
+
+    def _boundary(self, day: date, hhmm: time) -> float:
+        """The first instant whose local time is at or after ``day`` ``hhmm``."""
+        key = (day, hhmm)
+        cached = self._boundaries.get(key)
+        if cached is None:
+            if len(self._boundaries) > 512:
+                self._boundaries.clear()
+            cached = self._boundaries[key] = _first_instant_at(datetime.combine(day, hhmm), self.tz)
+        return cached
+
+
+def _local(t: float, tz: tzinfo) -> datetime:
+    return datetime.fromtimestamp(t, tz).replace(tzinfo=None)
+
+
+def _first_instant_at(naive: datetime, tz: tzinfo) -> float:
+    """Earliest epoch instant whose local wall time is at or after ``naive``."""
+    candidates = [naive.replace(tzinfo=tz, fold=fold).timestamp() for fold in (0, 1)]
+    valid = [c for c in candidates if _local(c, tz) == naive]
+    if valid:
+        return min(valid)  # an hour that repeats: its first pass
+    # The local clock skips this time: the answer is the instant of the jump,
+    # which lies between the two readings. Offsets change on whole seconds.
+    lo, hi = int(min(candidates)), int(max(candidates))
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _local(mid, tz) >= naive:
+            hi = mid
+        else:
+            lo = mid
+    return float(hi)
+
+
+def _utc_ts(t: float) -> str:
+    """RFC 3339 UTC with milliseconds, as in the ``ts`` claim (docs/spec.md §4)."""
+    moment = datetime.fromtimestamp(round(t, 3), timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+# --------------------------------------------------------------------------- rules
+
+
+class CareRules:
+    """The care rules of one home. Sans-IO: the agent's loop feeds it.
+
+    Example (the loop)::
+
+        care = CareRules(config.care, ZoneInfo(config.device.timezone))
+        events += care.observe(sensor_event, now, wall, clock_synced)   # every sensor event
+        events += care.advance(now, wall, clock_synced)                 # at care.next_deadline()
+
+    ``now`` is ``time.monotonic()``, ``wall`` is ``time.time()``, ``clock_synced``
+    whether the system clock is known to be synchronised. Call ``advance`` once
+    at start-up: quiet time is counted from the first call (the agent does not
+    know what happened before it started).
+    """
+
+    def __init__(self, settings: CareSettings, tz: tzinfo) -> None:
+        self.settings = settings
+        self.tz = tz
+        night, quiet = settings.night_door, settings.inactivity
+        self._night = DailyWindow(night.from_, night.to, tz)
+        self._day = DailyWindow(quiet.from_, quiet.to, tz)
+        self._need_s = float(quiet.hours) * 3600.0
+        self._mark: Optional[float] = None  # monotonic time counted up to
+        self._offset = 0.0  # wall - now at the last call
+        self._since: float = 0.0  # monotonic: last activity, or the first call
+        self._had_activity = False
+        self._counted = 0.0  # in-window seconds since `_since`
+        self._unsynced = False  # some of `_counted` was placed with an unsynced clock
+        self._alerted = False  # care.inactivity sent for this episode
+        self._deadline_cache: Optional[Tuple[Tuple[float, float, float], float]] = None
+
+    def __repr__(self) -> str:
+        return (f"CareRules(night_door={self.settings.night_door.enabled}, "
+                f"inactivity={self.settings.inactivity.enabled}, alerted={self._alerted})")
+
+    def observe(self, event: ObservedEvent, now: float, wall: float,
+                clock_synced: bool) -> List[CareEvent]:
+        """Feed one sensor event; returns the care events it (and time until ``now``) raise.
+
+        Order: a ``care.inactivity`` that fell due before ``now``, then
+        ``care.night_door``, then ``care.activity_resumed``.
+        """
+        out = self.advance(now, wall, clock_synced)
+        if event.data.get("initial") is True:
+            return out  # a start-up report says nothing about the resident
+        if (event.type == "door.opened" and self.settings.night_door.enabled
+                and self._night.contains(wall)):
+            out.append(self._night_door(event, now, wall, clock_synced))
+        if event.type in ACTIVITY_TYPES and self.settings.inactivity.enabled:
+            out.extend(self._activity(event, now))
+        return out
+
+    def advance(self, now: float, wall: float, clock_synced: bool) -> List[CareEvent]:
+        """Count quiet time up to ``now``; returns ``care.inactivity`` if it fell due."""
+        if not self.settings.inactivity.enabled:
+            return []
+        offset = wall - now
+        if self._mark is None:
+            self._mark, self._since, self._offset = now, now, offset
+            self._unsynced = not clock_synced
+            return []
+        if now < self._mark:
+            raise ValueError(f"now went backwards: {now} after {self._mark}; "
+                             "pass time.monotonic(), not the wall clock")
+        elapsed = now - self._mark
+        if elapsed > 0 and not clock_synced:
+            self._unsynced = True
+        begin = self._mark + offset  # the span since the last call, on today's best clock
+        out: List[CareEvent] = []
+        if not self._alerted:
+            due_after = self._day.reach(begin, self._need_s - self._counted) - begin
+            if due_after <= elapsed + _TOLERANCE_S:
+                self._alerted = True
+                at = min(self._mark + due_after, now)
+                out.append(self._inactivity(at, offset))
+        self._counted += self._day.seconds_inside(begin, begin + elapsed)
+        self._mark, self._offset = now, offset
+        return out
+
+    def next_deadline(self) -> Optional[float]:
+        """Monotonic time ``care.inactivity`` falls due if nothing else happens; else None."""
+        if not self.settings.inactivity.enabled or self._alerted or self._mark is None:
+            return None
+        key = (self._mark, self._offset, self._counted)
+        if self._deadline_cache is None or self._deadline_cache[0] != key:
+            begin = self._mark + self._offset
+            due = self._day.reach(begin, self._need_s - self._counted) - begin
+            self._deadline_cache = (key, self._mark + due)
+        return self._deadline_cache[1]
+
+    # ---- event builders
+
+    def _night_door(self, event: ObservedEvent, now: float, wall: float,
+                    clock_synced: bool) -> CareEvent:
+        local = datetime.fromtimestamp(wall, self.tz)
+        return CareEvent("care.night_door", event.sensor, now, {
+            "door": event.sensor,
+            "local_time": local.isoformat(timespec="seconds"),
+            "window": self._night.label,
+            "timezone": str(self.tz),
+            "clock_synced": clock_synced,
+        })
+
+    def _inactivity(self, at: float, offset: float) -> CareEvent:
+        return CareEvent("care.inactivity", "agent", at, {
+            "quiet_hours": round(self._need_s / 3600.0, 3),
+            "idle_s": round(at - self._since, 3),
+            "window": self._day.label,
+            "last_activity": _utc_ts(self._since + offset) if self._had_activity else None,
+            "counting_since": _utc_ts(self._since + offset),
+            "clock_synced": not self._unsynced,
+        })
+
+    def _activity(self, event: ObservedEvent, now: float) -> List[CareEvent]:
+        out: List[CareEvent] = []
+        if self._alerted:
+            out.append(CareEvent("care.activity_resumed", "agent", now, {
+                "quiet_hours": round(self._counted / 3600.0, 3),
+                "idle_s": round(now - self._since, 3),
+                "window": self._day.label,
+                "sensor": event.sensor,
+                "trigger": event.type,
+                "last_activity": (_utc_ts(self._since + self._offset)
+                                  if self._had_activity else None),
+                "clock_synced": not self._unsynced,
+            }))
+        self._since, self._had_activity = now, True
+        self._counted, self._alerted = 0.0, False
+        self._unsynced = False
+        return out
