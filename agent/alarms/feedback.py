@@ -52,7 +52,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
 
-log = logging.getLogger("agent.alarms.feedback")
+log = logging.getLogger("agent.feedback")
 
 ALARM_TYPES = ("sos.pressed", "smoke.alarm")
 #: longest on or off time of a pattern, in seconds

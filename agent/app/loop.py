@@ -36,7 +36,7 @@ from agent import __version__
 from agent.record.recorder import AgentEvent, Recognised, Recorder
 from drivers.events import SensorEvent
 
-log = logging.getLogger("agent.app.loop")
+log = logging.getLogger("agent.loop")
 
 #: how often every pin is read back, to repair an edge the backend lost
 PIN_REREAD_S = 2.0

@@ -166,9 +166,9 @@ def main(args: argparse.Namespace) -> int:
               f"{args.speed:g}x speed\n", flush=True)
         logging.getLogger("agent").setLevel(logging.WARNING)
         logging.getLogger("agent.record.counters").setLevel(logging.ERROR)   # a fresh folder is expected
-        logging.getLogger("agent.record.events").setLevel(logging.INFO)
-        logging.getLogger("agent.record.events").propagate = False
-        logging.getLogger("agent.record.events").addHandler(_EventPrinter())
+        logging.getLogger("agent.events").setLevel(logging.INFO)
+        logging.getLogger("agent.events").propagate = False
+        logging.getLogger("agent.events").addHandler(_EventPrinter())
         centre = None
         if online:
             key = load_signing_key(folder / "device-key.pem")
@@ -177,7 +177,7 @@ def main(args: argparse.Namespace) -> int:
         entries = parse_timeline(SCENARIO, "demo scenario", [s.name for s in config.sensors])
         sim = Simulation(config, entries, speed=args.speed)
         if not online:
-            logging.getLogger("agent.delivery.publisher").setLevel(logging.ERROR)
+            logging.getLogger("agent.publisher").setLevel(logging.ERROR)
         result = sim.run(timeout_s=40.0, wait_for_delivery=online)
         led = sim.agent.feedback.phase
         if centre is not None:

@@ -59,7 +59,7 @@ from agent.delivery.window import (BackoffSettings, DeliveryWindow, IncomingSize
 if TYPE_CHECKING:
     from paho.mqtt.client import SocketLike
 
-log = logging.getLogger("agent.delivery.publisher")
+log = logging.getLogger("agent.publisher")
 
 _PROTOCOLS = {"3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
 #: bytes on the wake-up pipe: new rows; new rows including a critical event

@@ -55,7 +55,7 @@ from agent.outbox.memory import MemoryBuffer, MemoryRow
 from agent.outbox.store import Outbox, OutboxRow
 from agent.outbox.policy import EvictionReport
 
-log = logging.getLogger("agent.record.events")
+log = logging.getLogger("agent.events")
 
 #: at most one ``buffer.evicted`` report per this many seconds
 EVICTION_REPORT_INTERVAL_S = 60.0

@@ -49,6 +49,7 @@ from agent.app.daemon import Agent
 from agent.app.sdnotify import Notifier
 from agent.record.signing import Verifier, ed25519_thumbprint
 from tests.agent_files import write_keys
+from tests.helpers import assert_unique_boot_seq
 from tests.broker import MosquittoBroker, Publisher, Received, Subscriber
 
 DEVICE_ID = "gw-test"
@@ -175,6 +176,8 @@ class AgentHarness:
             self._thread.join(10.0)
             flushed = self.agent.close(flush_timeout_s)
             self._thread = None
+        if self.subscriber is not None:   # whatever a test did, no (boot, seq) names two events
+            assert_unique_boot_seq(self.events())
         self.stop_cloud()
         if self.error is not None:
             raise AssertionError(f"the agent's loop died: {self.error!r}") from self.error

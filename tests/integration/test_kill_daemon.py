@@ -34,7 +34,7 @@ from agent.record.signing import Verifier, ed25519_thumbprint
 from tests.agent_files import write_agent_files
 from tests.broker import MosquittoBroker
 from tests.faultproxy import FaultProxy
-from tests.helpers import cli_command, cli_env, wait_until
+from tests.helpers import assert_unique_boot_seq, cli_command, cli_env, wait_until
 from tests.integration.test_delivery_e2e import _Cloud
 
 pytestmark = pytest.mark.broker
@@ -183,6 +183,7 @@ def test_kill_9_of_the_real_agent_loses_no_committed_event(tmp_path: Path,
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"boot {boot}: {seqs}"
         assert seqs[0] > last
         last = seqs[-1]
+    assert_unique_boot_seq(list(claims_of.values()))
     cloud_seqs = [c["seq"] for c in claims_of.values()]
     assert len(set(cloud_seqs)) == len(cloud_seqs), "two events share a seq"
     types = {t for _, _, t in logged.values()}
