@@ -198,7 +198,8 @@ class Agent:
                             wake=self.publisher.wake,
                             max_payload_bytes=config.mqtt.max_payload_bytes)
         # 3. GPIO: outputs and inputs (the edge callbacks only enqueue)
-        factory = pin_factory if pin_factory is not None else make_pin_factory(config.gpio.backend)
+        factory = pin_factory if pin_factory is not None else make_pin_factory(
+            config.gpio.backend, chip=config.gpio.chip, board_revision=config.gpio.board_revision)
         outs = config.outputs
         self.feedback = Feedback(
             buzzer=Buzzer(outs.buzzer.pin, active=outs.buzzer.active, pin_factory=factory)
