@@ -129,7 +129,8 @@ if [ "$DEB" = amd64 ]; then
   cp /etc/ssl/certs/ca-certificates.crt rootfs/tmp/host-ca.crt   # the host's CAs (TLS proxies)
   cp "$DEPS_FILE" rootfs/tmp/deps.txt
   chroot rootfs env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root PIP_CERT=/tmp/host-ca.crt \
-    python3 -m pip install -q --break-system-packages --root-user-action=ignore --only-binary=:all: -r /tmp/deps.txt
+    python3 -m pip install -q --break-system-packages --root-user-action=ignore --no-warn-script-location \
+      --only-binary=:all: -r /tmp/deps.txt
   rm -f rootfs/tmp/host-ca.crt rootfs/etc/resolv.conf rootfs/tmp/deps.txt
 else
   # --foreign + dpkg-deb -x: no qemu-user/binfmt needed on the host
@@ -160,5 +161,6 @@ cp kimg/boot/vmlinuz-$KV "$IMG.tmp/kernel"
 { echo "arch=$ARCH"; echo "kernel=$KV"; echo "kernel_package=$PKGVER"; echo "qemu=$QEMU"; echo "built_s=$(( $(date +%s) - T0 ))"; } > "$IMG.tmp/ready"
 rm -rf "$IMG"; mv "$IMG.tmp" "$IMG"
 cd /; rm -rf "$W"
+for old in "$CACHE/$ARCH"-*; do [ "$old" = "$IMG" ] || rm -rf "$old"; done   # superseded keys
 say "image ready: $IMG"
 echo "$IMG"

@@ -109,14 +109,16 @@ def boot(image: Path, log: Optional[Path] = None) -> Dict[str, Any]:
         pack(stage, image / "base.cpio.zst", initrd)
         t_boot = time.monotonic()
         log = log or Path(tmp).parent / f"hc-gpio-vm-{info['arch']}.log"
-        with open(log, "w", errors="replace") as f:
-            proc = subprocess.run(qemu_command(info, image, initrd), stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  timeout=BOOT_TIMEOUT_S[info["arch"]])
-            text = proc.stdout.decode("utf-8", errors="replace")
-            f.write(text)
+        with open(log, "wb") as f:   # streamed, so a slow boot can be watched
+            try:
+                rc: Optional[int] = subprocess.run(
+                    qemu_command(info, image, initrd), stdin=subprocess.DEVNULL, stdout=f,
+                    stderr=subprocess.STDOUT, timeout=BOOT_TIMEOUT_S[info["arch"]]).returncode
+            except subprocess.TimeoutExpired:
+                rc = None                  # the records so far still tell what hung
+        text = log.read_text(errors="replace")
     lines = text.splitlines()
-    return {"arch": info["arch"], "kernel": info["kernel"], "qemu_rc": proc.returncode,
+    return {"arch": info["arch"], "kernel": info["kernel"], "qemu_rc": rc,
             "prepare_s": round(t_boot - t0, 1), "boot_s": round(time.monotonic() - t_boot, 1),
             "log": str(log), "exit": next((l for l in lines if "HCVM-EXIT" in l), None),
             "records": parse(lines)}
