@@ -16,7 +16,10 @@ repairs an edge the backend lost.
 
 :func:`make_pin_factory` turns ``gpio.backend`` into a gpiozero pin factory and fails
 early, with a :class:`~agent.errors.WiringError` that says what to do, when that
-backend cannot work on this machine.
+backend cannot work on this machine. gpiozero's Pi factories map BCM numbers to lines
+from the board's revision code; a board without one (a Compute Module carrier, another
+SBC, gpio-sim in tests/gpio_vm) is refused unless ``gpio.board_revision`` says which
+Pi's layout to assume (and ``gpio.chip`` which /dev/gpiochipN lgpio opens).
 """
 from __future__ import annotations
 
