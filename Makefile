@@ -5,13 +5,25 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-quick lint bench install tools clean
+# GPIO_VM=0 leaves the real-GPIO VM out of `make test` (.ci/run: once, not per Python)
+GPIO_VM ?= 1
+
+.PHONY: demo test test-quick test-gpio test-gpio-arm64 lint bench install tools clean
 
 demo: $(VENV)/.installed
 	$(BIN)/homecare-agent demo
 
 test: $(VENV)/.installed-test tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@if [ "$(GPIO_VM)" = 1 ]; then $(MAKE) --no-print-directory test-gpio; fi
+
+# The whole agent on a real Linux GPIO chip (gpio-sim) in a qemu guest; the guest
+# image is cached outside the clone (docs/development.md).
+test-gpio: $(VENV)/.installed-test
+	@bash tests/gpio_vm/make-test.sh x86_64 $(BIN)/python
+
+test-gpio-arm64: $(VENV)/.installed-test
+	@bash tests/gpio_vm/make-test.sh aarch64 $(BIN)/python
 
 test-quick: $(VENV)/.installed-test tools
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

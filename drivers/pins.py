@@ -16,7 +16,10 @@ repairs an edge the backend lost.
 
 :func:`make_pin_factory` turns ``gpio.backend`` into a gpiozero pin factory and fails
 early, with a :class:`~agent.errors.WiringError` that says what to do, when that
-backend cannot work on this machine.
+backend cannot work on this machine. gpiozero's Pi factories map BCM numbers to lines
+from the board's revision code; a board without one (a Compute Module carrier, another
+SBC, gpio-sim in tests/gpio_vm) is refused unless ``gpio.board_revision`` says which
+Pi's layout to assume (and ``gpio.chip`` which /dev/gpiochipN lgpio opens).
 """
 from __future__ import annotations
 
@@ -46,34 +49,102 @@ _FACTORY_CLASSES = {
 }
 
 
-def make_pin_factory(backend: str) -> Any:
-    """gpiozero pin factory for ``gpio.backend`` (docs/spec.md §10), checked on this machine.
+#: what to tell a technician whose board has no Raspberry Pi revision code
+NO_REVISION_HINT = (
+    "on a Raspberry Pi this means /proc/cpuinfo or the device tree is unreadable. On a "
+    "Compute Module carrier or another board, give the Pi model whose 40-pin layout the "
+    "wiring follows, as `gpio.board_revision` (e.g. a02082, a Pi 3B), and for lgpio the "
+    "GPIO chip of those lines as `gpio.chip` (N of /dev/gpiochipN); or use `backend: mock` "
+    "to try the agent without hardware")
+
+
+def make_pin_factory(backend: str, *, chip: Optional[int] = None,
+                     board_revision: Optional[int] = None) -> Any:
+    """gpiozero pin factory for ``gpio`` (docs/spec.md §2, §10), checked on this machine.
 
     ``auto`` tries gpiozero's own order (``GPIOZERO_PIN_FACTORY`` if set, then lgpio,
     rpigpio, pigpio, native). ``mock`` gives a MockFactory (no hardware). Raises
-    :class:`WiringError` when the backend cannot run here: not installed, not a
-    Raspberry Pi, no GPIO chip.
+    :class:`WiringError` when the backend cannot run here: not installed, no GPIO chip,
+    or no Raspberry Pi revision code. ``board_revision`` (a Pi revision code) and
+    ``chip`` (lgpio's /dev/gpiochipN) are the override for boards that have none: with
+    either one, ``auto`` tries lgpio, then rpigpio and native, with the override.
     """
     if backend not in BACKENDS:
         raise WiringError(f"gpio.backend {backend!r} is not known",
                           hint=f"use one of: {', '.join(BACKENDS)}")
+    if chip is not None and backend not in ("lgpio", "auto"):
+        raise WiringError(f"gpio.chip is set, but backend {backend!r} has no chip choice",
+                          hint="remove gpio.chip, or use `backend: lgpio`")
     if backend == "auto":
-        return _auto_factory()
-    module_name, class_name, advice = _FACTORY_CLASSES[backend]
-    try:
-        module = __import__(module_name, fromlist=(class_name,))
-        factory = getattr(module, class_name)()
-    except ImportError as exc:
-        raise WiringError(f"gpio.backend {backend!r} is not installed ({exc})", hint=advice) from exc
-    except Exception as exc:  # RPi.GPIO off a Pi: RuntimeError; lgpio: lgpio.error opening gpiochip
-        raise WiringError(f"gpio.backend {backend!r} cannot start on this machine "
-                          f"({type(exc).__name__}: {exc})", hint=advice) from exc
+        if chip is None and board_revision is None:
+            factory = _auto_factory()
+            if not _is_mock(factory):
+                _check_board(factory, "auto", board_revision)
+            return factory
+        return _auto_with_override(chip, board_revision)
+    factory = _open(backend, chip, board_revision)
     if backend != "mock":
-        _check_board(factory, backend, advice)
+        _check_board(factory, backend, board_revision)
     return factory
 
 
-def _check_board(factory: Any, backend: str, advice: str) -> None:
+def _open(backend: str, chip: Optional[int], board_revision: Optional[int]) -> Any:
+    module_name, class_name, advice = _FACTORY_CLASSES[backend]
+    try:
+        module = __import__(module_name, fromlist=(class_name,))
+        cls = getattr(module, class_name)
+        if board_revision is not None:
+            cls = _with_revision(cls, board_revision)
+        if backend == "mock":
+            return cls()
+        return cls(chip=chip) if backend == "lgpio" else cls()
+    except ImportError as exc:
+        raise WiringError(f"gpio.backend {backend!r} is not installed ({exc})", hint=advice) from exc
+    except Exception as exc:  # RPi.GPIO off a Pi: RuntimeError; lgpio: lgpio.error opening gpiochip
+        if type(exc).__name__ == "PinUnknownPi":  # lgpio asks for the revision to pick a chip
+            raise _no_revision(backend, exc) from exc
+        raise WiringError(f"gpio.backend {backend!r} cannot start on this machine "
+                          f"({type(exc).__name__}: {exc})", hint=advice) from exc
+
+
+def _with_revision(cls: Any, board_revision: int) -> Any:
+    """``cls`` that reports ``board_revision`` instead of reading the board's.
+
+    gpiozero's Pi factories build their pin map from the revision code only
+    (``_get_revision``); the override replaces just that answer.
+    """
+    def _get_revision(self: Any) -> int:
+        return board_revision
+    return type(f"{cls.__name__}WithRevision", (cls,), {"_get_revision": _get_revision})
+
+
+def _auto_with_override(chip: Optional[int], board_revision: Optional[int]) -> Any:
+    failures = []
+    for backend in ("lgpio", "rpigpio", "native"):
+        if chip is not None and backend != "lgpio":
+            break  # only lgpio can open another chip
+        try:
+            factory = _open(backend, chip, board_revision)
+            _check_board(factory, backend, board_revision)
+            return factory
+        except WiringError as exc:
+            failures.append(str(exc))
+    raise WiringError("gpio.backend 'auto' with gpio.chip/gpio.board_revision found no working "
+                      "backend: " + "; ".join(failures),
+                      hint="install python3-lgpio, or set gpio.backend explicitly")
+
+
+def _is_mock(factory: Any) -> bool:
+    from gpiozero.pins.mock import MockFactory
+    return isinstance(factory, MockFactory)
+
+
+def _no_revision(backend: str, exc: Exception) -> WiringError:
+    return WiringError(f"gpio.backend {backend!r} found no Raspberry Pi revision code on this board "
+                       f"({type(exc).__name__}: {exc})", hint=NO_REVISION_HINT)
+
+
+def _check_board(factory: Any, backend: str, board_revision: Optional[int]) -> None:
     """Pin factories open lazily; ask for the board now, so a non-Pi fails here."""
     try:
         factory.board_info
@@ -82,10 +153,12 @@ def _check_board(factory: Any, backend: str, advice: str) -> None:
             factory.close()
         except Exception:  # pragma: no cover - best effort on the way out
             pass
-        raise WiringError(f"gpio.backend {backend!r} loaded but found no Raspberry Pi "
-                          f"({type(exc).__name__}: {exc})",
-                          hint="run on the Pi itself, or use `backend: mock` to try the "
-                               "agent without hardware") from exc
+        if board_revision is not None:
+            raise WiringError(f"gpio.board_revision '{board_revision:x}' is not a Raspberry Pi "
+                              f"revision code gpiozero knows ({type(exc).__name__}: {exc})",
+                              hint="use the code of a Pi with the same 40-pin layout, e.g. "
+                                   "a02082 (Pi 3B)") from exc
+        raise _no_revision(backend, exc) from exc
 
 
 def _auto_factory() -> Any:

@@ -352,7 +352,8 @@ class Agent:
                                    on_delivered=lambda ids: self.loop.submit_delivered(ids),
                                    on_command=lambda payload: self.loop.submit_command(payload))
         # 3. GPIO: outputs and inputs (the edge callbacks only enqueue)
-        factory = pin_factory if pin_factory is not None else make_pin_factory(config.gpio.backend)
+        factory = pin_factory if pin_factory is not None else make_pin_factory(
+            config.gpio.backend, chip=config.gpio.chip, board_revision=config.gpio.board_revision)
         outs = config.outputs
         self.feedback = Feedback(
             buzzer=Buzzer(outs.buzzer.pin, active=outs.buzzer.active, pin_factory=factory)

@@ -35,7 +35,8 @@ def main(args: argparse.Namespace, *, pin_factory: Any = None, out: TextIO = sys
     already claimed is released again.
     """
     config = load_config(args.config)
-    factory = pin_factory if pin_factory is not None else make_pin_factory(config.gpio.backend)
+    factory = pin_factory if pin_factory is not None else make_pin_factory(
+        config.gpio.backend, chip=config.gpio.chip, board_revision=config.gpio.board_revision)
     edges: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
     machines: Dict[str, Any] = {}
     inputs: Dict[str, EdgeInput] = {}

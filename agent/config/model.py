@@ -22,6 +22,7 @@ Choices where docs/spec.md §10 is silent (also in config/example.yaml and the R
 from __future__ import annotations
 
 import ipaddress
+import re
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
@@ -133,8 +134,7 @@ def parse_config(text: str, source: Path, *, environ: Optional[Mapping[str, str]
     config = Config(
         device=device,
         state_dir=top.get("state_dir", paths, DEFAULT_STATE_DIR),
-        gpio=GpioConfig(_section(top, "gpio", ("backend",)).get(
-            "backend", as_choice(GPIO_BACKENDS), "auto")),
+        gpio=_gpio(top),
         sensors=sensors,
         outputs=outputs,
         mqtt=_mqtt(top, sink, device, paths),
@@ -192,6 +192,35 @@ def _map(node: Node, path: str, sink: Sink, keys: Tuple[str, ...], **kw: Any) ->
 
 def _section(top: MapReader, key: str, keys: Tuple[str, ...]) -> MapReader:
     return top.section(key, keys, hints=SECRET_HINTS)
+
+
+#: highest lgpio chip number accepted (/dev/gpiochipN)
+MAX_GPIO_CHIP = 63
+
+
+def _gpio(top: MapReader) -> GpioConfig:
+    """``gpio``: the backend, and the override for boards without a Pi revision code."""
+    gpio = _section(top, "gpio", ("backend", "chip", "board_revision"))
+    backend = gpio.get("backend", as_choice(GPIO_BACKENDS), GpioConfig.backend)
+    chip = gpio.optional("chip", as_int(0, MAX_GPIO_CHIP))
+    if chip is not None and backend not in ("lgpio", "auto"):
+        gpio.sink.add(gpio.value_node("chip"), gpio.sub("chip"),
+                      f"only the lgpio backend (or auto) opens a chosen chip, not {backend}; "
+                      f"remove gpio.chip or use backend: lgpio")
+        chip = None
+    return GpioConfig(backend=backend, chip=chip,
+                      board_revision=gpio.optional("board_revision", as_board_revision))
+
+
+def as_board_revision(node: Node) -> int:
+    """A Raspberry Pi revision code in hex (``a02082`` or ``0xa02082``); the file's own
+    text is read, since YAML 1.1 turns an unquoted 0x... into a decimal integer."""
+    text = str(node.value).strip() if isinstance(node, yaml.ScalarNode) else ""
+    digits = text[2:] if text.lower().startswith("0x") else text
+    if not re.fullmatch(r"[0-9A-Fa-f]{4,8}", digits):
+        raise Bad(f"{text or describe(node)!r} is not a revision code: give the Pi's code in "
+                  f"hexadecimal, e.g. a02082 (Pi 3B), as /proc/cpuinfo shows it on a Pi")
+    return int(digits, 16)
 
 
 def _required_section(top: MapReader, key: str, sink: Sink, example: str) -> Optional[Node]:

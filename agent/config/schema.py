@@ -111,6 +111,10 @@ class DeviceConfig:
 @dataclass(frozen=True)
 class GpioConfig:
     backend: str = "auto"
+    #: lgpio's /dev/gpiochipN; None = gpiozero's choice (0, or 4 on a Pi 5)
+    chip: Optional[int] = None
+    #: Pi revision code to assume on a board without one (docs/spec.md §2); None = read it
+    board_revision: Optional[int] = None
 
 
 @dataclass(frozen=True)

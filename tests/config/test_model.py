@@ -80,6 +80,11 @@ BROKEN = [
      "mqtt:\n  host: 10.0.0.5\n  tls: {insecure_skip_verify: true}\n", 5,
      "mqtt.tls.insecure_skip_verify", "unverified TLS connection to 10.0.0.5"),
     ("bad-backend", BASE + "gpio: {backend: pigpio}\n", 7, "gpio.backend", "did you mean 'rpigpio'?"),
+    ("bad-chip", BASE + "gpio: {backend: lgpio, chip: -1}\n", 7, "gpio.chip", "too small"),
+    ("chip-not-lgpio", BASE + "gpio: {backend: rpigpio, chip: 1}\n", 7, "gpio.chip",
+     "only the lgpio backend"),
+    ("bad-board-revision", BASE + "gpio: {backend: lgpio, board_revision: pi3}\n", 7,
+     "gpio.board_revision", "hexadecimal"),
     ("bad-kind", BASE.replace("kind: sos_button", "kind: button"), 4, "sensors[0].kind",
      "not one of sos_button, door, smoke"),
     ("bad-pull", BASE.replace("pin: 17}", "pin: 17, pull: no}"), 4, "sensors[0].pull",
@@ -195,11 +200,20 @@ def test_a_secret_value_never_appears_in_messages() -> None:
 SPEC_EXAMPLE = (REPO / "config" / "example.yaml")
 
 
+@pytest.mark.parametrize("text", ["a02082", "'a02082'", "0xa02082", "\"0xA02082\""])
+def test_gpio_override_for_boards_without_a_pi_revision(text: str) -> None:
+    """The override a technician gives on a Compute Module carrier or a non-Pi board;
+    the file's own text is read, so YAML's 0x... integers mean the same hex code."""
+    c = ok(BASE + f"gpio: {{backend: lgpio, chip: 1, board_revision: {text}}}\n")
+    assert (c.gpio.backend, c.gpio.chip, c.gpio.board_revision) == ("lgpio", 1, 0xa02082)
+
+
 def test_defaults_are_spec_section_10() -> None:
     c = ok(BASE.replace("host: localhost", "host: broker.example.org"))
     assert c.device.timezone is None
     assert c.state_dir == Path("/var/lib/homecare-agent")
     assert c.gpio.backend == "auto"
+    assert (c.gpio.chip, c.gpio.board_revision) == (None, None)
     s = c.sensors[0]
     assert (s.pull, s.active, s.debounce_ms, s.hold_ms) == ("up", "low", 30, 0)
     assert s.flapping == FlappingConfig(20, 10, 60)

@@ -112,6 +112,57 @@ def test_fake_rpi_gives_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "backend: mock" in str(info.value)
 
 
+def _fake_rpi(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RPi.GPIO replaced by fake-rpi: gpiozero's real RPiGPIOFactory, on no Pi."""
+    fake_rpi = pytest.importorskip("fake_rpi")
+    monkeypatch.setitem(sys.modules, "RPi", fake_rpi.RPi)
+    monkeypatch.setitem(sys.modules, "RPi.GPIO", fake_rpi.RPi.GPIO)
+    monkeypatch.delitem(sys.modules, "gpiozero.pins.rpigpio", raising=False)
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+
+
+@pytest.mark.parametrize("backend", ["auto", "rpigpio"])
+def test_no_pi_revision_is_refused_and_names_the_override(monkeypatch: pytest.MonkeyPatch,
+                                                         backend: str) -> None:
+    """docs/spec.md §2: a board without a Pi revision code (a Compute Module carrier,
+    gpio-sim) fails at start, and the message says which config keys get past it."""
+    _fake_rpi(monkeypatch)
+    with pytest.raises(WiringError, match="no Raspberry Pi revision code") as info:
+        make_pin_factory(backend)
+    assert "gpio.board_revision" in info.value.hint and "gpio.chip" in info.value.hint
+
+
+@pytest.mark.parametrize("backend", ["auto", "rpigpio"])
+def test_board_revision_override(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+    _fake_rpi(monkeypatch)
+    factory = make_pin_factory(backend, board_revision=0xa02082)
+    try:
+        # fake-rpi cannot claim inputs; the VM test (tests/gpio_vm) claims real lines
+        assert factory.board_info.model == "3B" and factory.board_info.revision == "a02082"
+    finally:
+        factory.close()
+
+
+def test_unknown_board_revision_is_a_wiring_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_rpi(monkeypatch)
+    with pytest.raises(WiringError, match="gpio.board_revision '1234'"):
+        make_pin_factory("rpigpio", board_revision=0x1234)
+
+
+def test_chip_needs_lgpio() -> None:
+    with pytest.raises(WiringError, match="gpio.chip"):
+        make_pin_factory("rpigpio", chip=1)
+
+
+def test_board_revision_on_mock_factory() -> None:
+    """MockFactory is a Pi factory too: the override reaches its board info."""
+    factory = make_pin_factory("mock", board_revision=0xa02082)
+    try:
+        assert factory.board_info.model == "3B"
+    finally:
+        factory.close()
+
+
 # ------------------------------------------------------------------ real time
 class RealTimeLoop:
     """A tiny version of the agent's loop: queue -> state machine, waking at deadlines."""
