@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 TRANSPORTS = ("tcp", "udp")
 #: longest select wait: a stop or a clock step is noticed within this
 MAX_WAIT_S = 1.0
+#: longest wait for a TCP connection (or ack_timeout_s when shorter): stop() waits this long
+CONNECT_TIMEOUT_S = 5.0
 READ_BYTES = 4096
 
 
@@ -85,14 +87,19 @@ class ArcSender:
         self._thread = threading.Thread(target=self._run, name="arc-link", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout_s: float = 5.0) -> None:
+    def stop(self, timeout_s: float = CONNECT_TIMEOUT_S + MAX_WAIT_S) -> bool:
+        """End the thread (what is not ACKed stays the caller's); False if it did not end."""
         self._stop.set()
         self._wake()
         if self._thread is not None:
             self._thread.join(timeout_s)
-        self._close()
+            if self._thread.is_alive():
+                log.warning("ARC link thread did not stop within %.0f s", timeout_s)
+                return False
+        self._close()              # the thread has ended (or never ran): no other owner
         self._wake_r.close()
         self._wake_w.close()
+        return True
 
     def _wake(self) -> None:
         try:
@@ -147,7 +154,7 @@ class ArcSender:
             self._emit(self.link.write_failed(now))
 
     def _connect(self) -> socket.socket:
-        timeout = self._settings.ack_timeout_s
+        timeout = min(self._settings.ack_timeout_s, CONNECT_TIMEOUT_S)
         if self.transport == "tcp":
             sock = socket.create_connection(self.address, timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -14,6 +14,7 @@ from agent.arc.codec import Codec, FrameSettings
 from agent.arc.codes import CodeTable, message_for, zones
 from agent.arc.link import Delivered, LinkEvent, LinkLost, LinkRestored, LinkSettings, Refused
 from agent.arc.sender import ArcSender
+from tests.helpers import wait_until
 
 pysia = pytest.importorskip("pysiaalarm")
 from pysiaalarm import CommunicationsProtocol, SIAAccount, SIAClient, SIAEvent  # noqa: E402
@@ -179,10 +180,8 @@ def test_null_link_tests_are_acked_while_idle(transport: str) -> None:
     try:
         settings = LinkSettings(ack_timeout_s=2.0, supervision_s=0.2)
         with link_to(receiver.port, transport, ASCII_KEY.encode(), settings=settings) as (sender, _):
-            deadline = time.monotonic() + WAIT_S
-            while receiver.count("events") < 3 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert receiver.count("events") >= 3 and not sender.status.lost
+            wait_until(lambda: receiver.count("valid_events") >= 3, WAIT_S, "three NULLs ACKed")
+            assert not sender.status.lost and receiver.count("crc") == 0
             assert sender.status.last_ack_wall is not None
     finally:
         receiver.stop()
