@@ -43,6 +43,8 @@ setup(
             "fake-rpi>=0.7.1",
             "mypy>=1.5",
             "types-PyYAML",
+            # an independent SIA DC-09 receiver for the ARC path's tests (a receiver only)
+            "pysiaalarm>=3.2,<4",
         ],
     },
     entry_points={"console_scripts": ["homecare-agent=agent.cli.main:main"]},
