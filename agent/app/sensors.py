@@ -45,6 +45,10 @@ class SensorState:
     state: str
     raw: bool
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.raw, bool):
+            raise ValueError(f"raw must be a bool level, got {self.raw!r}")
+
 
 @dataclass(frozen=True)
 class Repaired:

@@ -61,12 +61,20 @@ class LastEvent:
     ts: str
     seq: int
 
+    def __post_init__(self) -> None:
+        if self.seq < 1:
+            raise ValueError(f"last event {self.type}: seq must be >= 1, got {self.seq}")
+
 
 @dataclass(frozen=True)
 class StorageStatus:
     failed: Optional[str]
     memory_depth: int
     counters_saved: bool
+
+    def __post_init__(self) -> None:
+        if self.memory_depth < 0:
+            raise ValueError(f"memory_depth cannot be negative, got {self.memory_depth}")
 
 
 @dataclass(frozen=True)
