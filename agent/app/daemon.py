@@ -10,13 +10,9 @@ and wires the pieces so that data flows one way:
 :meth:`Agent.close` undoes it in the safe order: stop taking edges, let the publisher
 flush for a few seconds, close the outbox cleanly.
 
-A reload (SIGHUP) must lose no edge (docs/spec.md §9), so the pins are never let go
-across it: :meth:`Agent.hand_over` (old agent, loop stopped) switches every input to
-*holding* its edges and gives the pins whose wiring is unchanged, and the state machines
-of sensors whose settings are unchanged, to the next :meth:`Agent.build`; the old agent
-then closes (its outbox and counters must be free before the new one opens them), and
-the new agent replays the held edges, in order and with their own timestamps, into its
-loop. An edge during the reload is late by the rebuild, never lost.
+The agent only assembles: the loop (agent.app.loop) owns the running state, the status
+reader and ``status.json`` are agent.app.status, what commands do is agent.app.actions,
+and a reload that keeps the pins claimed (docs/spec.md §9) is agent.app.reload.
 
 A state directory that cannot be written (read-only card, I/O errors, a full disk) is a
 degraded mode, at start as while running (docs/spec.md §6): the counters take a boot of
@@ -27,50 +23,44 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
-import os
-import queue
 import time
 from pathlib import Path
-import threading
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
-from agent import __version__
 from agent.rules.care import CareRules, CareSettings, InactivitySettings, NightDoorSettings
 from agent.remote.handler import CommandHandler
-from agent.remote.keys import load_command_verifier
-from agent.remote.policy import CommandPolicy
-from agent.remote.seen import CommandStore
 from agent.config.model import Config
 from agent.record.counters import UNWRITABLE, Counters
 from agent.delivery.window import WindowSettings
 from agent.record.events import clock_synchronised
 from agent.alarms.feedback import Feedback
-from agent.app.loop import AgentLoop, Edge, StateMachine, Stop
+from agent.app.actions import Actions
+from agent.app.checks import CommandChecks, command_policy, secrets
+from agent.app.loop import AgentLoop, Stop
+from agent.app.messages import Inbox
+from agent.app.reload import EdgeRelay, PinHandover, Resumed as _Resumed, hand_over
+from agent.app.sensors import Sensors, StateMachine
+from agent.app.status import STATUS_FILE, AgentStatus, StatusFile
+from agent.app.storage import OutboxSlot
 from agent.errors import OutboxError
+from agent.outbox.readonly import OUTBOX_FILE
 from agent.outbox.store import Outbox
 from agent.outbox.policy import OutboxLimits
 from agent.record.recorder import AgentEvent, Clocks, Recorder
 from agent.delivery.publisher import LinkSettings, Publisher, TlsSettings
 from agent.app.sdnotify import Notifier
-from agent.errors import ConfigError, SecretFileError
-from agent.app.logs import register_secret
-from agent.files.secrets import check_secret_file, read_secret_file
 from agent.record.signing import Signer
 from drivers.debounce import FlappingPolicy
 from drivers.door import DoorContact
 from drivers.outputs import Buzzer, Led
 from drivers.pins import EdgeInput, make_pin_factory
 from drivers.smoke import SmokeDetector
-from drivers.events import SensorEvent
 from drivers.sos import SosButton
 
 log = logging.getLogger("agent")
 
 _MACHINES = {"sos_button": SosButton, "door": DoorContact, "smoke": SmokeDetector}
-STATUS_FILE = "status.json"
-OUTBOX_FILE = "outbox.sqlite3"
 
 
 def link_settings(config: Config, password: Optional[str]) -> LinkSettings:
@@ -117,108 +107,19 @@ def config_digest(config: Config) -> str:
         return "unknown"
 
 
-class EdgeRelay:
-    """The one sink of every input pin: forwards edges to a loop, or holds them.
-
-    Between two agents of a reload there is no loop to take edges; the relay keeps them
-    (in arrival order, each with its own timestamp) until the next loop is there. gpiozero
-    calls it from its own threads, hence the lock; forwarding is one queue put.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sink: Optional[Callable[[Edge], None]] = None
-        self._held: List[Edge] = []
-
-    def __call__(self, edge: Edge) -> None:
-        with self._lock:
-            if self._sink is None:
-                self._held.append(edge)
-            else:
-                self._sink(edge)
-
-    def hold(self, earlier: List[Edge]) -> None:
-        """Keep edges from now on; ``earlier`` ones (still queued for the old loop) go first."""
-        with self._lock:
-            self._sink = None
-            self._held[:0] = earlier
-
-    def forward_to(self, sink: Callable[[Edge], None]) -> int:
-        """Hand the held edges to ``sink``, then forward; returns how many were held."""
-        with self._lock:
-            held, self._held = self._held, []
-            for edge in held:
-                sink(edge)
-            self._sink = sink
-            return len(held)
-
-
-@dataclasses.dataclass
-class PinHandover:
-    """What a reloading agent gives the next one (see the module docstring)."""
-
-    relay: EdgeRelay
-    #: pins kept claimed, by sensor name (their wiring is unchanged)
-    inputs: Dict[str, EdgeInput]
-    #: state machines carried over, by sensor name (every setting unchanged)
-    machines: Dict[str, StateMachine]
-    #: the last level the old loop saw on each kept pin, and when: a new state machine on
-    #: a kept pin starts from there, so that the held edges follow its start
-    levels: Dict[str, bool]
-    at: float
-
-    def close(self) -> None:
-        """Release the kept pins (the next agent could not be built)."""
-        for pin in self.inputs.values():
-            pin.close()
-        self.inputs.clear()
-
-
-class _Resumed:
-    """A state machine that is already running: the new loop's ``start()`` only collects
-    what it reported at hand-over (nothing, for one carried over unchanged)."""
-
-    def __init__(self, machine: StateMachine, reported: List[SensorEvent]) -> None:
-        self.inner = machine
-        self._reported = reported
-
-    def start(self, level: bool, now: float) -> List[SensorEvent]:
-        out, self._reported = self._reported, []
-        return out
-
-    def edge(self, level: bool, now: float) -> List[SensorEvent]:
-        return self.inner.edge(level, now)
-
-    def advance(self, now: float) -> List[SensorEvent]:
-        return self.inner.advance(now)
-
-    def next_deadline(self) -> Optional[float]:
-        return self.inner.next_deadline()
-
-    @property
-    def raw(self) -> bool:
-        return self.inner.raw
-
-    @property
-    def state(self) -> str:
-        return self.inner.state
-
-    def __getattr__(self, name: str) -> Any:   # flapping, name, ... of the real machine
-        return getattr(self.inner, name)
-
-
-def _unwrapped(machine: StateMachine) -> StateMachine:
-    return machine.inner if isinstance(machine, _Resumed) else machine
-
-
 class Agent:
     """A running agent: pins, state machines, outbox, publisher and the loop that owns them."""
 
     def __init__(self) -> None:  # use Agent.build
         self.config: Config
+        self.inbox = Inbox()
         self.loop: AgentLoop
+        self.sensors: Sensors
+        self.recorder: Recorder
         self.publisher: Publisher
-        self.outbox: Optional[Outbox] = None
+        self.storage: OutboxSlot
+        self.status: AgentStatus
+        self.status_file: StatusFile
         self.counters: Counters
         self.inputs: Dict[str, EdgeInput] = {}
         self.relay = EdgeRelay()
@@ -229,10 +130,12 @@ class Agent:
         self._clock: Callable[[], float] = time.monotonic
         self._wall: Callable[[], float] = time.time
         self._synced: Callable[[], bool] = clock_synchronised
-        self._status_written = ""
-        self._status_due = 0.0
-        self._status_failed = False
         self._closed = False
+
+    @property
+    def outbox(self) -> Optional[Outbox]:
+        """The open outbox; None while it cannot be opened (docs/spec.md §6)."""
+        return self.storage.current
 
     @classmethod
     def build(cls, config: Config, *, pin_factory: Any = None,
@@ -263,58 +166,11 @@ class Agent:
         self.notifier = notifier or Notifier.from_environ()
         self._clock, self._wall, self._synced = clock, wall, synced
         # 1. everything that can be refused, before any GPIO is touched
-        signer = Signer.from_file(config.signing.key_file, algorithm=config.signing.algorithm,
-                                  kid=config.signing.kid)
-        password = None
-        if config.mqtt.password_file is not None:
-            password = read_secret_file(config.mqtt.password_file,
-                                        what="mqtt.password_file").decode("utf-8").strip()
-            register_secret(password)       # a second guard: masked if it ever reached a log
-        if config.mqtt.tls is not None and config.mqtt.tls.key_file is not None:
-            check_secret_file(config.mqtt.tls.key_file, what="mqtt.tls.key_file")
-        if signer.algorithm == "HS256":
-            register_secret(signer.key_material().decode("utf-8", "replace"))
-        policy = None
-        self.commands_disabled_because = None
-        if config.commands.enabled:
-            try:
-                verifier = load_command_verifier(config.commands.algorithm,
-                                                 config.commands.key_file,
-                                                 device_key_material=signer.key_material())
-            except SecretFileError:
-                raise               # docs/spec.md §4: a secret others can read is refused at start
-            except ConfigError as exc:
-                # An alarm gateway must not stay down for want of the *command* key: run
-                # without commands, say so loudly, and report it in agent.started.
-                log.error("commands disabled: %s", exc)
-                self.commands_disabled_because = exc.message
-            else:
-                store = CommandStore(config.state_dir)
-                policy = (CommandPolicy(device_id=config.device.id,
-                                        algorithm=config.commands.algorithm,
-                                        verify_signature=verifier, seen=store.load()), store)
+        signer, password = secrets(config)
+        policy, self.commands_disabled_because = command_policy(config, signer)
         care = care_rules(config)
         # 2. state on disk; an unwritable one is a degraded mode, not a refusal
-        try:
-            config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            if exc.errno not in UNWRITABLE:
-                raise
-        # the outbox first: what it holds and remembers floors the counters, so lost or
-        # rolled-back counter files never reuse a seq or a boot (docs/spec.md §4)
-        storage_failed: Optional[str] = None
-        try:
-            self.outbox = self._open_outbox()
-        except (OutboxError, OSError) as exc:
-            storage_failed = f"cannot open the outbox: {exc}"
-            log.error("%s; events go out from memory until it can be opened", storage_failed)
-        try:
-            floor = self.outbox.counter_floor() if self.outbox is not None else (1, 0)
-            self.counters = Counters(config.state_dir, floor=floor)
-        except BaseException:
-            if self.outbox is not None:
-                self.outbox.close()
-            raise
+        storage_failed = self._open_state(config)
         try:
             self._build_rest(config, signer, password, policy, care, pin_factory, synced,
                              handover, storage_failed)
@@ -323,43 +179,75 @@ class Agent:
             raise
         return self
 
-    def _open_outbox(self) -> Outbox:
-        config = self.config
-        outbox = Outbox.open(
-            config.state_dir / OUTBOX_FILE,
-            OutboxLimits(max_events=config.buffer.max_events, max_mb=config.buffer.max_mb,
-                         min_free_mb=config.buffer.min_free_mb),
-            quarantine_dir=config.state_dir / "quarantine")
-        self.outbox = outbox
-        return outbox
+    def _open_state(self, config: Config) -> Optional[str]:
+        """Outbox, then counters; returns why the outbox could not be opened, if it could not."""
+        try:
+            config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            if exc.errno not in UNWRITABLE:
+                raise
+        # the outbox first: what it holds and remembers floors the counters, so lost or
+        # rolled-back counter files never reuse a seq or a boot (docs/spec.md §4)
+        self.storage = OutboxSlot(lambda: open_outbox(config))
+        storage_failed: Optional[str] = None
+        try:
+            self.storage.open()
+        except (OutboxError, OSError) as exc:
+            storage_failed = f"cannot open the outbox: {exc}"
+            log.error("%s; events go out from memory until it can be opened", storage_failed)
+        try:
+            floor = self.outbox.counter_floor() if self.outbox is not None else (1, 0)
+            self.counters = Counters(config.state_dir, floor=floor)
+        except BaseException:
+            self.storage.close()
+            raise
+        return storage_failed
 
     def _build_rest(self, config: Config, signer: Signer, password: Optional[str],
-                    policy: Any, care: Optional[CareRules], pin_factory: Any,
+                    policy: Optional[CommandChecks], care: Optional[CareRules], pin_factory: Any,
                     synced: Callable[[], bool], handover: Optional[PinHandover],
                     storage_failed: Optional[str]) -> None:
         clock, wall = self._clock, self._wall
         link = link_settings(config, password)
         if policy is None:
             link = dataclasses.replace(link, subscribe_commands=False)
-        recorder = Recorder(device_id=config.device.id, topic_prefix=config.mqtt.topic_prefix,
-                            signer=signer, counters=self.counters, outbox=self.outbox,
-                            clocks=Clocks(wall_of=lambda at: wall() - (clock() - at),
-                                          now_epoch=wall, synced=synced),
-                            wake=lambda critical: self.publisher.wake(critical=critical),
-                            max_payload_bytes=config.mqtt.max_payload_bytes,
-                            open_outbox=self._open_outbox, storage_failed=storage_failed)
-        self.publisher = Publisher(link, recorder.source,
-                                   on_delivered=lambda ids: self.loop.submit_delivered(ids),
-                                   on_command=lambda payload: self.loop.submit_command(payload))
+
+        def wake(critical: bool) -> None:      # the publisher is made next, with the recorder's rows
+            publisher.wake(critical=critical)
+        self.recorder = Recorder(
+            device_id=config.device.id, topic_prefix=config.mqtt.topic_prefix, signer=signer,
+            counters=self.counters, outbox=self.outbox,
+            clocks=Clocks(wall_of=lambda at: wall() - (clock() - at), now_epoch=wall,
+                          synced=synced),
+            wake=wake, max_payload_bytes=config.mqtt.max_payload_bytes,
+            open_outbox=self.storage.open, storage_failed=storage_failed)
+        publisher = self.publisher = Publisher(link, self.recorder.source,
+                                               on_delivered=self.inbox.submit_delivered,
+                                               on_command=self.inbox.submit_command)
         # 3. GPIO: outputs and inputs (the edge callbacks only enqueue)
         factory = pin_factory if pin_factory is not None else make_pin_factory(
             config.gpio.backend, chip=config.gpio.chip, board_revision=config.gpio.board_revision)
-        outs = config.outputs
-        self.feedback = Feedback(
-            buzzer=Buzzer(outs.buzzer.pin, active=outs.buzzer.active, pin_factory=factory)
-            if outs.buzzer else None,
-            led=Led(outs.led.pin, active=outs.led.active, pin_factory=factory) if outs.led else None,
-            patterns=outs.patterns)
+        self.feedback = _feedback(config, factory)
+        self.sensors = Sensors(self._state_machines(config, handover), self.inputs)
+        if policy is not None:
+            actions = Actions(feedback=self.feedback, link=self.publisher, sensors=self.sensors)
+            self.commands = CommandHandler(policy[0], policy[1], actions, wall=wall)
+        self.status = AgentStatus(device_id=config.device.id, link=self.publisher,
+                                  outbox=self.storage, recorder=self.recorder,
+                                  sensors=self.sensors, feedback=self.feedback,
+                                  counters=self.counters, commands=self.commands)
+        self.status_file = StatusFile(config.state_dir / STATUS_FILE, self.status)
+        # the loop exists before any pin is claimed, so no early edge has nowhere to go
+        self.loop = AgentLoop(
+            sensors=self.sensors, recorder=self.recorder, clock=clock, wall=wall, synced=synced,
+            heartbeat_s=config.heartbeat_s, status=self.status.summary, inbox=self.inbox,
+            care=care, commands=self.commands, feedback=self.feedback,
+            watchdog=self.notifier, watchdog_s=self.notifier.watchdog_interval_s,
+            on_turn=self.status_file.update, started_data=self._started_data(config))
+        self._claim_pins(config, handover, factory)
+
+    def _state_machines(self, config: Config,
+                        handover: Optional[PinHandover]) -> Dict[str, StateMachine]:
         kept = handover.inputs if handover is not None else {}
         machines: Dict[str, StateMachine] = {}
         for sensor in config.sensors:
@@ -377,8 +265,9 @@ class Agent:
                     handover.levels[sensor.name], handover.at))
             else:
                 machines[sensor.name] = machine
-        if policy is not None:
-            self.commands = CommandHandler(policy[0], policy[1], _Actions(self), wall=wall)
+        return machines
+
+    def _started_data(self, config: Config) -> Dict[str, Any]:
         started: Dict[str, Any] = {"boot": self.counters.boot,
                                    "config_digest": config_digest(config),
                                    "device": config.device.id}
@@ -386,24 +275,21 @@ class Agent:
             started["counters"] = f"not saved: {self.counters.degraded}"
         if self.commands_disabled_because is not None:
             started["commands"] = f"disabled: {self.commands_disabled_because}"
-        # the loop exists before any pin is claimed, so no early edge has nowhere to go
-        self.loop = AgentLoop(
-            machines=machines, pins=self.inputs, recorder=recorder, clock=clock, wall=wall,
-            synced=synced, heartbeat_s=config.heartbeat_s, status=self.status_summary,
-            care=care, commands=self.commands, feedback=self.feedback,
-            watchdog=self.notifier, watchdog_s=self.notifier.watchdog_interval_s,
-            on_turn=self._write_status, started_data=started)
+        return started
+
+    def _claim_pins(self, config: Config, handover: Optional[PinHandover], factory: Any) -> None:
+        kept = handover.inputs if handover is not None else {}
         for sensor in config.sensors:       # kept pins first: the loop reads every one at start
             if sensor.name in kept:
                 self.inputs[sensor.name] = kept.pop(sensor.name)
-        held = self.relay.forward_to(self.loop.submit_edge)
+        held = self.relay.forward_to(self.inbox.submit_edge)
         if held:
             log.info("reload: %d edge(s) seen during the reload go to the new loop", held)
         for sensor in config.sensors:
             if sensor.name not in self.inputs:
                 self.inputs[sensor.name] = EdgeInput(
                     sensor.name, sensor.pin, pull=sensor.pull, active=sensor.active,
-                    sink=self.relay, clock=clock, pin_factory=factory)
+                    sink=self.relay, clock=self._clock, pin_factory=factory)
 
     # --- running ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -414,8 +300,8 @@ class Agent:
         if quarantined is not None:
             log.error("outbox %s was corrupt (%s); moved to %s and started afresh",
                       quarantined.path, quarantined.reason, ", ".join(quarantined.moved_to))
-            self.loop.recorder.record([AgentEvent("buffer.quarantined", self._clock(),
-                                                  quarantined.as_data(), critical=True)])
+            self.recorder.record([AgentEvent("buffer.quarantined", self._clock(),
+                                             quarantined.as_data(), critical=True)])
         if self.commands is not None and self.commands.store.quarantined is not None:
             log.error("seen-commands file was corrupt; moved to %s", self.commands.store.quarantined)
         self.publisher.start()
@@ -426,33 +312,12 @@ class Agent:
 
     def hand_over(self, config: Config) -> PinHandover:
         """Before a reload to ``config``, with this agent's loop stopped: hold every edge
-        and give away the pins (and state machines) the next agent can keep (module
-        docstring). Call :meth:`close` next, then ``Agent.build(config, handover=...)``."""
-        loop = self.loop
-        queued: List[Edge] = []
-        while True:          # edges that reached the old loop's queue after its last turn
-            try:
-                kind, body = loop.inbox.get_nowait()
-            except queue.Empty:
-                break
-            if kind == "edge":
-                queued.append(body)
-        self.relay.hold(queued)
-        loop.accepting_edges = False
-        old = {s.name: s for s in self.config.sensors}
-        handover = PinHandover(self.relay, {}, {}, {}, self._clock())
-        for sensor in config.sensors:
-            before = old.get(sensor.name)
-            if before is None or sensor.name not in self.inputs or \
-                    (before.pin, before.pull, before.active) != \
-                    (sensor.pin, sensor.pull, sensor.active):
-                continue       # new or rewired: this agent releases it, the next claims it
-            handover.inputs[sensor.name] = self.inputs.pop(sensor.name)
-            machine = loop.machines[sensor.name]
-            handover.levels[sensor.name] = machine.raw
-            if before == sensor:
-                handover.machines[sensor.name] = _unwrapped(machine)
-        return handover
+        and give away the pins (and state machines) the next agent can keep
+        (agent.app.reload). Call :meth:`close` next, then ``Agent.build(config, handover=...)``."""
+        self.loop.accepting_edges = False
+        return hand_over(relay=self.relay, inbox=self.inbox, inputs=self.inputs,
+                         sensors=self.sensors, before=self.config.sensors,
+                         after=config.sensors, at=self._clock())
 
     def replace(self, config: Config, *, flush_timeout_s: float,
                 pin_factory: Any = None) -> "Agent":
@@ -494,107 +359,29 @@ class Agent:
             feedback.close()
         if loop is not None:
             # what memory still holds: one last try to store it (docs/spec.md §6)
-            left = loop.recorder.flush_to_disk()
+            left = self.recorder.flush_to_disk()
             if left:
                 flushed = False
                 log.error("%d events could be neither stored nor delivered and are lost "
                           "with this stop (the state directory cannot be written)", left)
-            self._write_status(self._clock(), force=True)
-        if self.outbox is not None:
-            self.outbox.close()
+            self.status_file.update(self._clock(), force=True)
+        self.storage.close()
         self.counters.close()
         return flushed
 
-    # --- status ---------------------------------------------------------------------------------
-    def buffered(self) -> int:
-        """Events not yet delivered: in the outbox (as far as it can be read) and in memory."""
-        depth = self.loop.recorder.source.memory_depth()
-        if self.outbox is not None:
-            try:
-                depth += self.outbox.stats().depth
-            except (OutboxError, OSError):
-                pass
-        return depth
 
-    def status_summary(self) -> Dict[str, Any]:
-        link = self.publisher.status
-        depth = critical = None
-        if self.outbox is not None:
-            try:
-                stats = self.outbox.stats()
-                depth, critical = stats.depth, stats.critical.rows
-            except (OutboxError, OSError):
-                pass    # a failing card: the heartbeat still goes out, without the depth
-        summary: Dict[str, Any] = {
-            "connected": link.connected, "reconnects": link.reconnects,
-            "outbox_depth": depth, "outbox_critical": critical,
-            "delivered": link.delivered, "inflight": link.inflight,
-            "signature_failures": (self.commands.policy_failures()
-                                   if self.commands is not None else 0)}
-        recorder = self.loop.recorder
-        if recorder.storage_failed is not None or recorder.source.memory_depth():
-            summary["storage_failed"] = recorder.storage_failed
-            summary["memory_depth"] = recorder.source.memory_depth()
-            summary["memory_evicted"] = sum(recorder.source.memory_evicted())
-        return summary
-
-    def snapshot(self) -> Dict[str, Any]:
-        link = self.publisher.status
-        return {
-            "pid": os.getpid(), "version": __version__, "device": self.config.device.id,
-            "updated": time.time(),   # real time, also under simulate's virtual clock
-            "link": {"connected": link.connected, "since": link.since,
-                     "connects": link.connects, "reconnects": link.reconnects,
-                     "stalls": link.stalls, "last_error": link.last_error,
-                     "delivered": link.delivered, "rejected": link.rejected,
-                     "last_rejected_reason": link.last_rejected_reason,
-                     "last_rejected_at": link.last_rejected_at},
-            "sensors": {name: {"state": m.state, "raw": m.raw}
-                        for name, m in self.loop.machines.items()},
-            "last_events": {name: {"type": e.type, "ts": e.ts, "seq": e.seq}
-                            for name, e in self.loop.recorder.last_by_sensor.items()},
-            "feedback": self.feedback.snapshot(),
-            "storage": {"failed": self.loop.recorder.storage_failed,
-                        "memory_depth": self.loop.recorder.source.memory_depth(),
-                        "counters_saved": self.counters.degraded is None},
-        }
-
-    def _write_status(self, now: float, *, force: bool = False) -> None:
-        """Keep ``status.json`` in the state folder current, at most once a second."""
-        if now < self._status_due and not force:
-            return
-        self._status_due = now + 1.0
-        snap = self.snapshot()
-        key = json.dumps({k: v for k, v in snap.items() if k != "updated"}, sort_keys=True)
-        if key == self._status_written and not force:
-            return
-        self._status_written = key
-        path = self.config.state_dir / STATUS_FILE
-        tmp = path.with_suffix(".tmp")
-        try:
-            tmp.write_text(json.dumps(snap, indent=1, sort_keys=True))
-            os.replace(tmp, path)
-        except OSError as exc:  # an unwritable state folder: said once, not every second
-            if not self._status_failed:
-                log.warning("cannot write %s (%s); status shows the last one written",
-                            path, exc.strerror)
-            self._status_failed = True
-        else:
-            self._status_failed = False
+def _feedback(config: Config, factory: Any) -> Feedback:
+    outs = config.outputs
+    return Feedback(
+        buzzer=Buzzer(outs.buzzer.pin, active=outs.buzzer.active, pin_factory=factory)
+        if outs.buzzer else None,
+        led=Led(outs.led.pin, active=outs.led.active, pin_factory=factory) if outs.led else None,
+        patterns=outs.patterns)
 
 
-class _Actions:
-    """What accepted commands do, on this agent's outputs."""
-
-    def __init__(self, agent: Agent) -> None:
-        self._agent = agent
-
-    def ack(self, in_reply_to: Optional[str]) -> None:
-        self._agent.feedback.ack(in_reply_to)
-
-    def locate(self) -> None:
-        self._agent.feedback.locate()
-
-    def status(self) -> Dict[str, Any]:
-        snap = self._agent.snapshot()
-        return {"link": snap["link"], "sensors": snap["sensors"], "feedback": snap["feedback"]}
+def open_outbox(config: Config) -> Outbox:
+    return Outbox.open(
+        config.state_dir / OUTBOX_FILE,
+        OutboxLimits(max_events=config.buffer.max_events, max_mb=config.buffer.max_mb,
+                     min_free_mb=config.buffer.min_free_mb),
+        quarantine_dir=config.state_dir / "quarantine")

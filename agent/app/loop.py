@@ -2,15 +2,17 @@
 
 Theory of operation
 -------------------
-Everything that happens reaches the loop as a message on one queue: a pin edge (put
-there by a gpiozero callback, which does nothing else), a command payload or a
-delivery notice (put there by the publisher's thread), a stop or reload request (put
-there by a signal handler). The loop sleeps on that queue until the next message or
+Everything that happens reaches the loop as a typed message on one queue
+(:mod:`agent.app.messages`): a pin edge (put there by a gpiozero callback, which does
+nothing else), a command payload or a delivery notice (put there by the publisher's
+thread), a stop or reload request (put there by a signal handler). A turn dispatches
+each message by its type through one table (``_HANDLERS``, at the end of this module). The loop sleeps on that queue until the next message or
 the next deadline — a debounce window closing, a care rule falling due, a heartbeat,
 the periodic pin re-read, the watchdog — so an idle agent uses next to no CPU.
 
 Each turn: take every queued message, feed edges to their sensor's state machine,
-advance every state machine to ``now``, pass sensor events through the care rules,
+advance every state machine to ``now`` (both through :class:`~agent.app.sensors.Sensors`,
+which ``monitor`` uses too, with the periodic pin re-read), pass sensor events through the care rules,
 and hand the whole batch of recognised events to the :class:`~agent.record.recorder.Recorder`,
 which signs them and commits them to the outbox in one transaction before anything
 else hears of them. Only then is local feedback (buzzer, LED) driven.
@@ -27,38 +29,22 @@ seconds. Both are injected; this module never reads a clock of its own.
 from __future__ import annotations
 
 import logging
-import queue
-from dataclasses import dataclass
-from typing import (Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple,
-                    TypeVar)
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Type, TypeVar
 
 from agent import __version__
+from agent.app.messages import (CallMsg, CommandMsg, DeliveredMsg, Edge, EdgeMsg, Inbox,
+                                Message, StopMsg)
+from agent.app.sensors import Sensors
 from agent.record.recorder import AgentEvent, Recognised, Recorder
 from drivers.events import SensorEvent
 
 log = logging.getLogger("agent.loop")
 
-#: how often every pin is read back, to repair an edge the backend lost
-PIN_REREAD_S = 2.0
 #: how soon a batch the recorder could not take at all (a bug, not the disk) is tried again
 STORE_RETRY_S = 1.0
 
 T = TypeVar("T")
-
-
-class StateMachine(Protocol):
-    def start(self, level: bool, now: float) -> List[SensorEvent]: ...
-    def edge(self, level: bool, now: float) -> List[SensorEvent]: ...
-    def advance(self, now: float) -> List[SensorEvent]: ...
-    def next_deadline(self) -> Optional[float]: ...
-    @property
-    def raw(self) -> bool: ...
-    @property
-    def state(self) -> str: ...
-
-
-class PinReader(Protocol):
-    def read(self) -> bool: ...
 
 
 class CareHook(Protocol):
@@ -93,25 +79,31 @@ class Stop:
     reload: bool = False
 
 
-Message = Tuple[str, Any]
-Edge = Tuple[str, bool, float]
+@dataclass
+class _Asked:
+    """What one turn's messages asked for (filled by the handlers of :data:`_HANDLERS`)."""
+
+    now: float
+    sensor_events: List[SensorEvent] = field(default_factory=list)
+    commands: List[bytes] = field(default_factory=list)
+    delivered: List[int] = field(default_factory=list)
+    calls: List[Callable[[], None]] = field(default_factory=list)
+    stop: Optional[Stop] = None
 
 
 class AgentLoop:
     """Runs until :meth:`request_stop`; :meth:`run` returns the :class:`Stop` that ended it."""
 
-    def __init__(self, *, machines: Mapping[str, StateMachine], pins: Mapping[str, PinReader],
-                 recorder: Recorder, clock: Callable[[], float], wall: Callable[[], float],
-                 synced: Callable[[], bool], heartbeat_s: float,
-                 status: Callable[[], Dict[str, Any]],
+    def __init__(self, *, sensors: Sensors, recorder: Recorder, clock: Callable[[], float],
+                 wall: Callable[[], float], synced: Callable[[], bool], heartbeat_s: float,
+                 status: Callable[[], Dict[str, Any]], inbox: Optional[Inbox] = None,
                  care: Optional[CareHook] = None, commands: Optional[CommandHook] = None,
                  feedback: Optional[FeedbackHook] = None,
                  watchdog: Optional[WatchdogHook] = None, watchdog_s: Optional[float] = None,
                  on_turn: Optional[Callable[[float], None]] = None,
-                 started_data: Optional[Dict[str, Any]] = None,
-                 reread_s: float = PIN_REREAD_S) -> None:
-        self.machines = dict(machines)
-        self.pins = pins      # kept, not copied: the daemon claims the pins after the loop exists
+                 started_data: Optional[Dict[str, Any]] = None) -> None:
+        """``status``: the heartbeat's data; ``on_turn(now)``: called at the end of each turn."""
+        self.sensors = sensors
         self.recorder = recorder
         self.clock, self.wall, self.synced = clock, wall, synced
         self.heartbeat_s = heartbeat_s
@@ -120,37 +112,37 @@ class AgentLoop:
         self.watchdog, self.watchdog_s = watchdog, watchdog_s
         self.on_turn = on_turn
         self.started_data = started_data or {}
-        self.reread_s = reread_s
-        self.inbox: "queue.SimpleQueue[Message]" = queue.SimpleQueue()
+        self.inbox = inbox if inbox is not None else Inbox()
         self.accepting_edges = True
-        self.repaired_edges = 0
         self._unstored: List[Recognised] = []     # a batch the recorder refused, to retry
         self._retry_at: Optional[float] = None
         self._storage_failed_shown = False
         self._started_at = 0.0
         self._next_heartbeat = 0.0
-        self._next_reread = 0.0
         self._next_watchdog = 0.0
 
-    # --- called from other threads (each only enqueues) ---------------------------------
+    # --- called from other threads (each only enqueues; see agent.app.messages) ---------------
     def submit_edge(self, edge: Edge) -> None:
-        """gpiozero's callback target: hand the edge over, nothing else."""
-        self.inbox.put(("edge", edge))
+        self.inbox.submit_edge(edge)
 
     def submit_command(self, payload: bytes) -> None:
-        self.inbox.put(("command", payload))
+        self.inbox.submit_command(payload)
 
     def submit_delivered(self, row_ids: Sequence[int]) -> None:
-        self.inbox.put(("delivered", tuple(row_ids)))
+        self.inbox.submit_delivered(row_ids)
 
     def submit_call(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` in the loop at the end of its next turn (after that turn's events
         are recorded): lets another thread wait until the loop has caught up."""
-        self.inbox.put(("call", fn))
+        self.inbox.submit_call(fn)
 
     def request_stop(self, *, reload: bool = False) -> None:
-        """Safe from a signal handler: SimpleQueue.put is reentrant."""
-        self.inbox.put(("stop", Stop(reload)))
+        """Safe from a signal handler."""
+        self.inbox.request_stop(reload=reload)
+
+    @property
+    def repaired_edges(self) -> int:
+        return self.sensors.repaired_edges
 
     # --- the loop ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -159,13 +151,9 @@ class AgentLoop:
         self._started_at = now
         recognised: List[Recognised] = [AgentEvent("agent.started", now, {
             "version": __version__, **self.started_data})]
-        sensor_events: List[SensorEvent] = []
-        for name, machine in self.machines.items():
-            sensor_events += machine.start(self.pins[name].read(), now)
-        recognised += self._with_care(sensor_events, now)
+        recognised += self._with_care(self.sensors.start(now), now)
         self.record(recognised)
         self._next_heartbeat = now + self.heartbeat_s
-        self._next_reread = now + self.reread_s
         self._next_watchdog = now
 
     def run(self) -> Stop:
@@ -173,16 +161,7 @@ class AgentLoop:
         while True:
             now = self.clock()
             self._ping_watchdog(now)
-            try:
-                first: Optional[Message] = self.inbox.get(timeout=self._sleep_for(now))
-            except queue.Empty:
-                first = None
-            messages = [first] if first is not None else []
-            while True:
-                try:
-                    messages.append(self.inbox.get_nowait())
-                except queue.Empty:
-                    break
+            messages = self.inbox.get(timeout=self._sleep_for(now))
             try:
                 stop = self.turn(messages)
             except Exception:  # a bug in a turn must not end the loop (the watchdog would)
@@ -200,33 +179,16 @@ class AgentLoop:
         full, I/O error) is kept and tried again a second later.
         """
         now = self.clock()
-        sensor_events: List[SensorEvent] = []
-        commands: List[bytes] = []
-        delivered: List[int] = []
-        calls: List[Callable[[], None]] = []
-        stop: Optional[Stop] = None
-        for kind, body in messages:
-            if kind == "edge":
-                name, level, at = body
-                if self.accepting_edges and name in self.machines:
-                    sensor_events += self._safely(f"sensor {name}", self.machines[name].edge,
-                                                  level, min(at, now)) or []
-            elif kind == "command" and self.commands is not None:
-                commands.append(body)
-            elif kind == "delivered":
-                delivered += body
-            elif kind == "call":
-                calls.append(body)
-            elif kind == "stop":
-                stop = body
-        for name, machine in self.machines.items():
-            sensor_events += self._safely(f"sensor {name}", machine.advance, now) or []
-        if now >= self._next_reread:
+        asked = _Asked(now)
+        for message in messages:
+            _handler(message)(self, message, asked)
+        sensor_events = asked.sensor_events + self.sensors.advance(now)
+        if self.sensors.reread_due(now):
             sensor_events += self._safely("pin re-read", self._reread_pins, now) or []
         self.record(self._with_care(sensor_events, now), now)
         others: List[Recognised] = []
         if self.commands is not None:
-            for payload in commands:
+            for payload in asked.commands:
                 others += self._safely("command", self.commands.handle, payload, now) or []
             others += self._safely("command timers", self.commands.advance, now) or []
         if now >= self._next_heartbeat:
@@ -237,13 +199,31 @@ class AgentLoop:
         self.record(others, now)
         self._safely("storage retry", self._retry_storage, now)
         self._safely("eviction report", self.recorder.report_evictions, now)
-        if delivered and self.feedback is not None:
-            self._safely("feedback", self.feedback.delivered, delivered)
+        if asked.delivered and self.feedback is not None:
+            self._safely("feedback", self.feedback.delivered, asked.delivered)
         if self.on_turn is not None:
             self._safely("status", self.on_turn, now)
-        for fn in calls:
+        for fn in asked.calls:
             self._safely("call", fn)
-        return stop
+        return asked.stop
+
+    # --- what each message asks for: the dispatch table (_HANDLERS, below the class) -----------
+    def _take_edge(self, msg: EdgeMsg, asked: _Asked) -> None:
+        if self.accepting_edges:
+            asked.sensor_events += self.sensors.edge(msg.sensor, msg.level, min(msg.at, asked.now))
+
+    def _take_command(self, msg: CommandMsg, asked: _Asked) -> None:
+        if self.commands is not None:
+            asked.commands.append(msg.payload)
+
+    def _take_delivered(self, msg: DeliveredMsg, asked: _Asked) -> None:
+        asked.delivered += msg.row_ids
+
+    def _take_call(self, msg: CallMsg, asked: _Asked) -> None:
+        asked.calls.append(msg.fn)
+
+    def _take_stop(self, msg: StopMsg, asked: _Asked) -> None:
+        asked.stop = Stop(msg.reload)
 
     def _safely(self, what: str, fn: Callable[..., T], *args: Any) -> Optional[T]:
         try:
@@ -268,16 +248,11 @@ class AgentLoop:
 
     def _reread_pins(self, now: float) -> List[SensorEvent]:
         """Read every pin back; a level the state machine never heard of is a lost edge."""
-        self._next_reread = now + self.reread_s
         events: List[SensorEvent] = []
-        for name, pin in self.pins.items():
-            machine = self.machines[name]
-            level = pin.read()
-            if level != machine.raw:
-                self.repaired_edges += 1
-                log.warning("sensor %s: pin reads %s but no edge was seen; repairing", name,
-                            "active" if level else "inactive")
-                events += machine.edge(level, now)
+        for fix in self.sensors.reread(now):
+            log.warning("sensor %s: pin reads %s but no edge was seen; repairing", fix.sensor,
+                        "active" if fix.level else "inactive")
+            events += fix.events
         return events
 
     def _retry_storage(self, now: float) -> None:
@@ -330,12 +305,8 @@ class AgentLoop:
         self._next_watchdog = now + self.watchdog_s
 
     def next_deadline(self) -> float:
-        deadlines = [self._next_heartbeat, self._next_reread]
-        for machine in self.machines.values():
-            d = machine.next_deadline()
-            if d is not None:
-                deadlines.append(d)
-        for hook in (self.care, self.commands):
+        deadlines = [self._next_heartbeat]
+        for hook in (self.sensors, self.care, self.commands):
             d = hook.next_deadline() if hook is not None else None
             if d is not None:
                 deadlines.append(d)
@@ -350,3 +321,22 @@ class AgentLoop:
 
     def _sleep_for(self, now: float) -> float:
         return max(0.0, self.next_deadline() - now)
+
+
+_Handler = Callable[[AgentLoop, Any, _Asked], None]
+#: message type -> what the loop does with it in a turn
+_HANDLERS: Dict[Type[Any], _Handler] = {
+    EdgeMsg: AgentLoop._take_edge,
+    CommandMsg: AgentLoop._take_command,
+    DeliveredMsg: AgentLoop._take_delivered,
+    CallMsg: AgentLoop._take_call,
+    StopMsg: AgentLoop._take_stop,
+}
+
+
+def _handler(message: object) -> _Handler:
+    try:
+        return _HANDLERS[type(message)]
+    except KeyError:
+        raise TypeError(f"the loop takes {', '.join(t.__name__ for t in _HANDLERS)}, "
+                        f"not {type(message).__name__}: put messages through the Inbox") from None

@@ -2,7 +2,9 @@
 
 For commissioning on site: press the button, open the door, press the smoke
 detector's test button, and watch each line change. The monitor claims the pins
-itself and runs the same debouncers as the daemon, but signs and sends nothing, so
+itself and feeds the same state machines through the same
+:class:`~agent.app.sensors.Sensors` as the daemon's loop (with its pin re-read), but
+signs and sends nothing, so
 stop the service first (``sudo systemctl stop homecare-agent``); a pin already in use
 is reported as such. Ctrl-C ends it.
 """
@@ -15,12 +17,13 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Any, Dict, Optional, TextIO
+from typing import Any, Dict, Iterable, Optional, TextIO
 
-from agent.config.model import load_config
 from agent.app.daemon import _MACHINES
-from agent.app.loop import PIN_REREAD_S
+from agent.app.sensors import Sensors
+from agent.config.model import Config, load_config
 from drivers.debounce import FlappingPolicy
+from drivers.events import SensorEvent
 from drivers.pins import EdgeInput, make_pin_factory
 
 
@@ -50,57 +53,70 @@ def main(args: argparse.Namespace, *, pin_factory: Any = None, out: TextIO = sys
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
     try:
-        for s in config.sensors:
-            flapping = None if s.flapping is None else FlappingPolicy(
-                s.flapping.max_edges, s.flapping.window_s, s.flapping.quiet_s)
-            machines[s.name] = _MACHINES[s.kind](s.name, flapping=flapping, **s.timing())
-            inputs[s.name] = EdgeInput(s.name, s.pin, pull=s.pull, active=s.active, sink=edges,
-                                       pin_factory=factory)
-        t0 = time.monotonic()
+        _claim(config, factory, edges, machines, inputs)
+        screen = _Screen(out, Sensors(machines, inputs), time.monotonic())
         print(f"monitoring {len(inputs)} sensors (Ctrl-C to stop); raw = pin now, "
               "state = after debouncing", file=out, flush=True)
-        for name, pin in inputs.items():
-            _show(out, t0, machines[name].start(pin.read(), time.monotonic()), machines, name)
-        end = None if run_for_s is None else t0 + run_for_s
-        next_reread = t0 + PIN_REREAD_S
+        screen.show(screen.sensors.start(time.monotonic()))
+        end = None if run_for_s is None else screen.t0 + run_for_s
         while not stop["now"] and not (stop_event is not None and stop_event.is_set()):
-            now = time.monotonic()
-            deadlines = [d for d in (m.next_deadline() for m in machines.values()) if d is not None]
-            wait = min([1.0 if stop_event is None else 0.1] + [d - now for d in deadlines])
+            wait = 1.0 if stop_event is None else 0.1
             if end is not None:
-                if now >= end:
+                if time.monotonic() >= end:
                     break
-                wait = min(wait, end - now)
-            try:
-                item = edges.get(timeout=max(0.0, wait))
-            except queue.Empty:
-                item = None
-            now = time.monotonic()
-            if item is not None:
-                name, level, at = item
-                print(f"{at - t0:9.3f}s  {name:14} raw -> {'active' if level else 'inactive'}",
-                      file=out, flush=True)
-                _show(out, t0, machines[name].edge(level, at), machines, name)
-            for name, machine in machines.items():
-                _show(out, t0, machine.advance(now), machines, name)
-            if now >= next_reread and edges.empty():
-                # like the daemon: a level no callback reported is a lost edge
-                next_reread = now + PIN_REREAD_S
-                for name, pin in inputs.items():
-                    level = pin.read()
-                    if level != machines[name].raw:
-                        print(f"{now - t0:9.3f}s  {name:14} raw -> "
-                              f"{'active' if level else 'inactive'} (read back: no edge was "
-                              "reported; check the wiring)", file=out, flush=True)
-                        _show(out, t0, machines[name].edge(level, now), machines, name)
+                wait = min(wait, end - time.monotonic())
+            screen.turn(edges, wait)
     finally:
         for pin in inputs.values():
             pin.close()
     return 0
 
 
-def _show(out: TextIO, t0: float, events: Any, machines: Dict[str, Any], name: str) -> None:
-    for e in events:
-        extra = ", ".join(f"{k}={v}" for k, v in e.data.items() if k != "state")
-        print(f"{e.at - t0:9.3f}s  {e.sensor:14} {e.type:18} state={machines[e.sensor].state}"
-              + (f" ({extra})" if extra else ""), file=out, flush=True)
+def _claim(config: Config, factory: Any, edges: "queue.SimpleQueue[Any]",
+           machines: Dict[str, Any], inputs: Dict[str, EdgeInput]) -> None:
+    """A state machine and a claimed pin per sensor, into ``machines`` and ``inputs``
+    (those claimed before a failure are in ``inputs``, for the caller to release)."""
+    for s in config.sensors:
+        flapping = None if s.flapping is None else FlappingPolicy(
+            s.flapping.max_edges, s.flapping.window_s, s.flapping.quiet_s)
+        machines[s.name] = _MACHINES[s.kind](s.name, flapping=flapping, **s.timing())
+        inputs[s.name] = EdgeInput(s.name, s.pin, pull=s.pull, active=s.active, sink=edges,
+                                   pin_factory=factory)
+
+
+class _Screen:
+    """One monitor: the sensors, fed as the daemon's loop feeds them, and what is printed."""
+
+    def __init__(self, out: TextIO, sensors: Sensors, t0: float) -> None:
+        self.out, self.sensors, self.t0 = out, sensors, t0
+
+    def turn(self, edges: "queue.SimpleQueue[Any]", wait_s: float) -> None:
+        """Wait for an edge or the next deadline (at most ``wait_s``), then show what it made."""
+        deadline = self.sensors.next_deadline()
+        if deadline is not None:
+            wait_s = min(wait_s, deadline - time.monotonic())
+        try:
+            item = edges.get(timeout=max(0.0, wait_s))
+        except queue.Empty:
+            item = None
+        now = time.monotonic()
+        if item is not None:
+            name, level, at = item
+            self._line(at, name, f"raw -> {'active' if level else 'inactive'}")
+            self.show(self.sensors.edge(name, level, at))
+        self.show(self.sensors.advance(now))
+        if self.sensors.reread_due(now) and edges.empty():
+            # like the daemon: a level no callback reported is a lost edge
+            for fix in self.sensors.reread(now):
+                self._line(now, fix.sensor, f"raw -> {'active' if fix.level else 'inactive'} "
+                           "(read back: no edge was reported; check the wiring)")
+                self.show(fix.events)
+
+    def show(self, events: Iterable[SensorEvent]) -> None:
+        for e in events:
+            extra = ", ".join(f"{k}={v}" for k, v in e.data.items() if k != "state")
+            self._line(e.at, e.sensor, f"{e.type:18} state={self.sensors.state(e.sensor).state}"
+                       + (f" ({extra})" if extra else ""))
+
+    def _line(self, at: float, sensor: str, text: str) -> None:
+        print(f"{at - self.t0:9.3f}s  {sensor:14} {text}", file=self.out, flush=True)

@@ -12,10 +12,13 @@ import argparse
 import logging
 import signal
 from types import FrameType
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from agent.config.model import Config, load_config
 from agent.errors import ConfigError
+
+if TYPE_CHECKING:
+    from agent.app.daemon import Agent
 
 log = logging.getLogger("agent")
 
@@ -36,7 +39,7 @@ class _Signals:
 
     def __init__(self) -> None:
         self.terminate = False
-        self.agent: Any = None
+        self.agent: Optional["Agent"] = None
 
     def on_term(self, signum: int, frame: Optional[FrameType]) -> None:
         self.terminate = True
@@ -82,7 +85,7 @@ def serve(config: Config, path: str, *, pin_factory: object = None) -> int:
         config = new_config
 
 
-def _run_until_stop(agent: Any, path: str, signals: _Signals) -> Optional[Config]:
+def _run_until_stop(agent: "Agent", path: str, signals: _Signals) -> Optional[Config]:
     """Run the loop; returns a new config to rebuild with, or None to stop."""
     while True:
         stop = agent.loop.run()

@@ -1,6 +1,7 @@
 """`homecare-agent status --config PATH`: what the gateway is doing, for the technician.
 
-Reads, never writes: the outbox database (read-only) for its depth per lane, the age of
+Reads, never writes: the outbox database (read-only, through
+:func:`agent.outbox.readonly.read_only_summary`) for its depth per lane, the age of
 the oldest event and the evictions so far, the free space of the state folder's file
 system against ``buffer.min_free_mb`` (docs/spec.md §6: shown as LOW), and ``status.json``, which the running
 daemon keeps current in its state folder (connection, last event per sensor, sensor
@@ -16,42 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from agent.app.status import STATUS_FILE
 from agent.config.model import load_config
-from agent.app.daemon import OUTBOX_FILE, STATUS_FILE
+from agent.delivery.reasons import reason_name
 from agent.errors import OutboxError
-from agent.delivery.publisher import reason_name
-
-
-_UNREADABLE_HINT = ("run `homecare-agent status` as the service's user or with sudo "
-                    "(e.g. `sudo homecare-agent status --config ...`)")
-
-
-def outbox_summary(path: Path) -> Optional[Dict[str, Any]]:
-    """Depth and oldest ``created`` per lane, and eviction totals; None if no outbox yet."""
-    try:
-        if not path.exists():
-            return None
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            lanes = {bool(c): (n, oldest) for c, n, oldest in conn.execute(
-                "SELECT critical, count(*), min(created) FROM outbox GROUP BY critical")}
-            found = conn.execute(
-                "SELECT value FROM meta WHERE key = 'outbox.evicted_totals'").fetchone()
-            try:
-                evicted = json.loads(found[0]) if found else {"normal": 0, "critical": 0}
-            except ValueError:  # damaged bookkeeping: the agent resets it at its next start
-                evicted = {"normal": "?", "critical": "?"}
-        finally:
-            conn.close()
-    except (OSError, sqlite3.Error) as exc:
-        raise OutboxError(f"cannot read the outbox {path} ({exc})", hint=_UNREADABLE_HINT) from exc
-    return {"critical": lanes.get(True, (0, None)), "normal": lanes.get(False, (0, None)),
-            "evicted": evicted}
+from agent.outbox.readonly import OUTBOX_FILE, UNREADABLE_HINT, read_only_summary
 
 
 def disk_line(state: Path, min_free_mb: float) -> str:
@@ -78,7 +52,7 @@ def read_snapshot(path: Path) -> Dict[str, Any]:
             return {}
         found = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise OutboxError(f"cannot read {path} ({exc})", hint=_UNREADABLE_HINT) from exc
+        raise OutboxError(f"cannot read {path} ({exc})", hint=UNREADABLE_HINT) from exc
     return found if isinstance(found, dict) else {}
 
 
@@ -115,46 +89,49 @@ def _print_refused(link: Dict[str, Any], now: float) -> None:
           f"the events stay in the outbox: check the broker's ACL for this device's topics")
 
 
+def _print_agent(snap: Dict[str, Any], now: float) -> None:
+    """Whether the agent runs, and its broker link as it last wrote it."""
+    link = snap["link"]
+    written = _age(snap.get("updated"), now)
+    if daemon_running(snap.get("pid")):
+        alive = now - float(snap.get("updated", 0))
+        print(f"agent:      running, pid {snap.get('pid')}, version {snap.get('version')}, "
+              f"status written {written} ago"
+              + (" (only rewritten when something changes)" if alive > 5 else ""))
+    else:
+        print(f"agent:      NOT running (pid {snap.get('pid')} has gone); what follows is "
+              f"as it last wrote it, {written} ago")
+    if link["connected"]:
+        state_word = f"connected for {_age(link.get('since'), now)}"
+    elif link.get("since") is not None:
+        state_word = f"NOT connected, for {_age(link.get('since'), now)}"
+    else:
+        state_word = "NOT connected, never was in that run"
+    print(f"broker:     {state_word}; "
+          f"{link['connects']} connects, {link['stalls']} stalls, "
+          f"{link['delivered']} delivered, {link.get('rejected', 0)} refused in that run"
+          + (f"; last error: {link['last_error']}" if link.get("last_error") else ""))
+    _print_refused(link, now)
+
+
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     now = time.time()
     state = config.state_dir
     print(f"device {config.device.id}   broker {config.mqtt.host}:{config.mqtt.port}   state {state}")
     snap = read_snapshot(state / STATUS_FILE)
-    link = snap.get("link")
-    if link is None:
+    if snap.get("link") is None:
         print("agent:      has not run with this state folder yet (no status.json): "
               "no connection or sensor information")
     else:
-        running = daemon_running(snap.get("pid"))
-        written = _age(snap.get("updated"), now)
-        if running:
-            alive = now - float(snap.get("updated", 0))
-            print(f"agent:      running, pid {snap.get('pid')}, version {snap.get('version')}, "
-                  f"status written {written} ago"
-                  + (" (only rewritten when something changes)" if alive > 5 else ""))
-        else:
-            print(f"agent:      NOT running (pid {snap.get('pid')} has gone); what follows is "
-                  f"as it last wrote it, {written} ago")
-        if link["connected"]:
-            state_word = f"connected for {_age(link.get('since'), now)}"
-        elif link.get("since") is not None:
-            state_word = f"NOT connected, for {_age(link.get('since'), now)}"
-        else:
-            state_word = "NOT connected, never was in that run"
-        print(f"broker:     {state_word}; "
-              f"{link['connects']} connects, {link['stalls']} stalls, "
-              f"{link['delivered']} delivered, {link.get('rejected', 0)} refused in that run"
-              + (f"; last error: {link['last_error']}" if link.get("last_error") else ""))
-        _print_refused(link, now)
-    box = outbox_summary(state / OUTBOX_FILE)
+        _print_agent(snap, now)
+    box = read_only_summary(state / OUTBOX_FILE)
     if box is None:
         print("outbox:     none yet (created at the agent's first start): 0 waiting")
     else:
-        for lane in ("critical", "normal"):
-            rows, oldest = box[lane]
-            print(f"outbox:     {lane:8} {rows:6d} waiting, oldest {_age(oldest, now)}")
-        ev = box["evicted"]
+        for name, lane in (("critical", box.critical), ("normal", box.normal)):
+            print(f"outbox:     {name:8} {lane.rows:6d} waiting, oldest {_age(lane.oldest, now)}")
+        ev = box.evicted
         print(f"evictions:  {ev.get('normal', 0)} normal, {ev.get('critical', 0)} critical so far")
     print(disk_line(state, config.buffer.min_free_mb))
     sensors = snap.get("sensors", {})

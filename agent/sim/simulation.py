@@ -112,14 +112,13 @@ class Simulation:
             deadline if wait_for_delivery else time.monotonic())
         self.agent.loop.request_stop()
         loop_thread.join(10)
-        buffered = self.agent.buffered()
-        delivered = self.agent.publisher.status.delivered
-        recorded = self.agent.loop.recorder.recorded_total
+        status = self.agent.status
+        buffered, delivered, recorded = status.buffered(), status.link().delivered, status.recorded()
         self.agent.close(flush_timeout_s=1.0 if not empty else 3.0)
-        status = 1 if self._crashed else (0 if buffered == 0 else EXIT_BUFFERED)
+        exit_status = 1 if self._crashed else (0 if buffered == 0 else EXIT_BUFFERED)
         if not over:
             log.warning("the timeout came before the timeline was over")
-        return SimulationResult(status, self.driver.applied, recorded, delivered, buffered, over)
+        return SimulationResult(exit_status, self.driver.applied, recorded, delivered, buffered, over)
 
     def _run_loop(self) -> None:
         try:
@@ -142,7 +141,8 @@ class Simulation:
         if not caught_up.wait(max(0.0, deadline - time.monotonic())):
             return False
         while not self._stop.is_set():
-            if self.agent.buffered() == 0 and self.agent.publisher.status.inflight == 0:
+            status = self.agent.status
+            if status.buffered() == 0 and status.link().inflight == 0:
                 return True
             if time.monotonic() >= deadline:
                 return False

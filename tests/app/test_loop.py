@@ -9,6 +9,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.record.counters import Counters
 from agent.app.loop import AgentLoop, Stop
+from agent.app.messages import CallMsg, CommandMsg, DeliveredMsg, EdgeMsg, StopMsg
+from agent.app.sensors import Sensors
 from agent.outbox.store import Outbox
 from agent.record.recorder import Clocks, Recorder
 from agent.record.signing import Signer
@@ -45,8 +47,8 @@ def rig(tmp_path: Path) -> Iterator[Dict[str, object]]:
                                                      now_epoch=lambda: 1.8e9 + clock.now,
                                                      synced=lambda: False))
     pins = {"sos": Pin(), "door": Pin()}
-    loop = AgentLoop(machines={"sos": SosButton("sos"), "door": DoorContact("door")}, pins=pins,
-                     recorder=recorder, clock=clock, wall=lambda: 1.8e9 + clock.now,
+    sensors = Sensors({"sos": SosButton("sos"), "door": DoorContact("door")}, pins)
+    loop = AgentLoop(sensors=sensors, recorder=recorder, clock=clock, wall=lambda: 1.8e9 + clock.now,
                      synced=lambda: False, heartbeat_s=300, status=lambda: {"connected": False})
     yield {"loop": loop, "clock": clock, "pins": pins, "outbox": outbox}
     outbox.close()
@@ -71,7 +73,7 @@ def test_an_edge_goes_to_its_sensor_and_is_recorded_when_debounced(rig) -> None:
     loop, clock, outbox = rig["loop"], rig["clock"], rig["outbox"]
     loop.start()
     clock.now = 102.0
-    loop.turn([("edge", ("sos", True, 101.5))])                  # stamped by the callback
+    loop.turn([EdgeMsg("sos", True, 101.5)])                  # stamped by the callback
     assert types(outbox)[-1] == "sos.pressed"
     pressed = outbox.next_batch(1)[0]
     assert pressed.critical and pressed.sensor == "sos"
@@ -107,10 +109,10 @@ def test_heartbeats_do_not_pile_up_while_offline(rig) -> None:  # type: ignore[n
 def test_stop_ends_the_turn_and_edges_after_it_are_ignored(rig) -> None:  # type: ignore[no-untyped-def]
     loop, clock, outbox = rig["loop"], rig["clock"], rig["outbox"]
     loop.start()
-    assert loop.turn([("stop", Stop(reload=True))]) == Stop(reload=True)
+    assert loop.turn([StopMsg(reload=True)]) == Stop(reload=True)
     loop.accepting_edges = False
     clock.now = 105.0
-    loop.turn([("edge", ("sos", True, 104.0))])
+    loop.turn([EdgeMsg("sos", True, 104.0)])
     assert "sos.pressed" not in types(outbox)
 
 
@@ -159,7 +161,7 @@ def test_a_batch_the_outbox_refuses_goes_out_from_memory_at_once_and_is_stored_l
     loop.turn([])
     outbox.put = FailingOnce(outbox.put)
     clock.now = 102.0
-    loop.turn([("edge", ("sos", True, 101.5))])
+    loop.turn([EdgeMsg("sos", True, 101.5)])
     assert "sos.pressed" not in types(outbox)                    # the disk said no...
     held = [r for r in loop.recorder.source.next_batch(10, frozenset()) if r.row_id < 0]
     assert len(held) == 2                      # ...so memory has it (and storage_failed), now
@@ -190,7 +192,7 @@ def test_a_failing_command_or_output_never_costs_a_sensor_event(rig) -> None:  #
     loop.on_turn = lambda now: (_ for _ in ()).throw(OSError("status file"))
     loop.start()
     clock.now = 102.0
-    loop.turn([("command", b"x"), ("edge", ("sos", True, 101.5))])
+    loop.turn([CommandMsg(b"x"), EdgeMsg("sos", True, 101.5)])
     assert types(outbox)[-1] == "sos.pressed"
 
 
@@ -202,7 +204,7 @@ def test_while_storing_fails_no_deadline_is_in_the_past(rig) -> None:  # type: i
     recorder._evictions_maybe_pending, recorder._last_eviction_report = True, 0.0
     outbox.put = FailingOnce(outbox.put)
     clock.now = 102.0
-    loop.turn([("edge", ("sos", True, 101.5))])
+    loop.turn([EdgeMsg("sos", True, 101.5)])
     assert recorder.storage_failed is not None
     outbox.put = lambda *a, **k: (_ for _ in ()).throw(OSError(30, "Read-only file system"))
     outbox.set_meta = outbox.put
@@ -210,3 +212,22 @@ def test_while_storing_fails_no_deadline_is_in_the_past(rig) -> None:  # type: i
         clock.now = now
         loop.turn([])
         assert loop.next_deadline() > now
+
+
+def test_delivered_rows_reach_the_feedback_and_a_call_runs_after_the_turn_is_recorded(rig) -> None:  # type: ignore[no-untyped-def]
+    loop, clock, outbox = rig["loop"], rig["clock"], rig["outbox"]
+    feedback = loop.feedback = Feedback()
+    loop.start()
+    seen: List[List[str]] = []
+    clock.now = 102.0
+    loop.turn([CallMsg(lambda: seen.append(types(outbox))), EdgeMsg("sos", True, 101.5),
+               DeliveredMsg((7, 8))])
+    assert seen and seen[0][-1] == "sos.pressed"          # the call came after the recording
+    assert ("delivered", (7, 8)) in feedback.calls
+
+
+def test_a_message_of_another_type_is_refused_by_name(rig) -> None:  # type: ignore[no-untyped-def]
+    loop = rig["loop"]
+    loop.start()
+    with pytest.raises(TypeError, match="EdgeMsg.*not tuple"):
+        loop.turn([("edge", ("sos", True, 101.5))])

@@ -304,7 +304,7 @@ def test_heartbeat_data_counts_what_waits_in_the_outbox(tmp_path: Path, mock_fac
     agent = Agent.build(load_config(files.config), pin_factory=mock_factory, notifier=Notifier(None))
     try:
         agent.loop.start()                       # agent.started, stored (nobody to send it to)
-        summary = agent.status_summary()
+        summary = agent.status.summary()
         assert summary["outbox_depth"] >= 1 and summary["connected"] is False
         assert summary["signature_failures"] == 0
     finally:

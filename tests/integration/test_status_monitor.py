@@ -19,8 +19,9 @@ from typing import Dict, Iterator, Tuple
 
 import pytest
 
-from agent.commands import monitor, status
+from agent.cli import monitor
 from agent.errors import OutboxError, WiringError
+from agent.outbox.readonly import read_only_summary
 from tests.agent_files import AgentFiles, files_for_broker, run_simulate, write_agent_files
 from tests.broker import MosquittoBroker, free_port
 from tests.helpers import cli_command, cli_env, run_cli, wait_until
@@ -168,7 +169,7 @@ def test_status_names_a_damaged_outbox_instead_of_a_traceback(tmp_path: Path) ->
     files.state_dir.mkdir()
     (files.state_dir / "outbox.sqlite3").write_bytes(b"this is not a database" * 100)
     with pytest.raises(OutboxError, match="cannot read the outbox"):
-        status.outbox_summary(files.state_dir / "outbox.sqlite3")
+        read_only_summary(files.state_dir / "outbox.sqlite3")
     result = run_cli("status", "--config", str(files.config))
     assert result.returncode == 1
     assert "cannot read the outbox" in result.stderr and "Traceback" not in result.stderr

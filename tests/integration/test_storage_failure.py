@@ -76,7 +76,7 @@ def test_a_card_gone_read_only_with_the_broker_up_sends_every_sos_within_2_s(
         pressed = [_press(h, len(h.events()), 2.0) for _ in range(7)]
         assert all(p["data"]["stored"] is False for p in pressed)
         assert len(_after_failure(h.events(), failed_at)) == 7
-        assert h.agent is not None and h.agent.loop.recorder.storage_failed is not None
+        assert h.agent is not None and h.agent.recorder.storage_failed is not None
         assert h.agent.feedback.snapshot()["storage_failed"] is True
         events = h.events()
     assert_unique_boot_seq(events)

@@ -1,0 +1,142 @@
+"""The sensors' state machines fed from their pins: what the loop and ``monitor`` share.
+
+:class:`Sensors` starts each state machine from its pin's level, feeds it edges, advances
+it to ``now``, and every ``reread_s`` reads every pin back: a level the state machine
+never heard of is an edge the backend lost, repaired by feeding it as an edge now. It
+owns no thread and reads no clock; whoever owns it (the agent's loop, or the ``monitor``
+command) calls it from one thread with ``now``.
+
+A state machine that raises is logged and skipped for that call, so one broken sensor
+never costs the others their events.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Mapping, Optional, Protocol, Tuple
+
+from drivers.events import SensorEvent
+
+log = logging.getLogger("agent.app.loop")
+
+#: how often every pin is read back, to repair an edge the backend lost
+PIN_REREAD_S = 2.0
+
+
+class StateMachine(Protocol):
+    def start(self, level: bool, now: float) -> List[SensorEvent]: ...
+    def edge(self, level: bool, now: float) -> List[SensorEvent]: ...
+    def advance(self, now: float) -> List[SensorEvent]: ...
+    def next_deadline(self) -> Optional[float]: ...
+    @property
+    def raw(self) -> bool: ...
+    @property
+    def state(self) -> str: ...
+
+
+class PinReader(Protocol):
+    def read(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class SensorState:
+    """One sensor as its state machine sees it: debounced ``state`` and last ``raw`` level."""
+
+    state: str
+    raw: bool
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.raw, bool):
+            raise ValueError(f"raw must be a bool level, got {self.raw!r}")
+
+
+@dataclass(frozen=True)
+class Repaired:
+    """A pin read back at ``at`` at a level no edge had reported, and what that caused."""
+
+    sensor: str
+    level: bool
+    at: float
+    events: Tuple[SensorEvent, ...]
+
+
+class Sensors:
+    """State machines by sensor name, and the pins they listen to (module docstring)."""
+
+    def __init__(self, machines: Mapping[str, StateMachine], pins: Mapping[str, PinReader], *,
+                 reread_s: float = PIN_REREAD_S) -> None:
+        if reread_s <= 0:
+            raise ValueError(f"reread_s must be > 0 seconds, got {reread_s!r}")
+        self._machines = dict(machines)
+        self._pins = pins      # kept, not copied: the agent claims its pins after the loop exists
+        self.reread_s = reread_s
+        self._next_reread: Optional[float] = None
+        #: pins read back at a level no edge had reported, since start
+        self.repaired_edges = 0
+
+    def start(self, now: float) -> List[SensorEvent]:
+        """Read every pin and start its state machine there (their start-up reports)."""
+        events: List[SensorEvent] = []
+        for name, machine in self._machines.items():
+            events += machine.start(self._pins[name].read(), now)
+        self._next_reread = now + self.reread_s
+        return events
+
+    def edge(self, sensor: str, level: bool, at: float) -> List[SensorEvent]:
+        """Feed one edge; an edge of a sensor this set does not have is dropped."""
+        machine = self._machines.get(sensor)
+        if machine is None:
+            return []
+        return _safely(f"sensor {sensor}", machine.edge, level, at)
+
+    def advance(self, now: float) -> List[SensorEvent]:
+        events: List[SensorEvent] = []
+        for name, machine in self._machines.items():
+            events += _safely(f"sensor {name}", machine.advance, now)
+        return events
+
+    def reread_due(self, now: float) -> bool:
+        return self._next_reread is not None and now >= self._next_reread
+
+    def reread(self, now: float) -> List[Repaired]:
+        """Read every pin back now; the next re-read is ``reread_s`` later."""
+        self._next_reread = now + self.reread_s
+        repaired: List[Repaired] = []
+        for name, pin in self._pins.items():
+            machine = self._machines[name]
+            level = pin.read()
+            if level != machine.raw:
+                self.repaired_edges += 1
+                repaired.append(Repaired(name, level, now, tuple(machine.edge(level, now))))
+        return repaired
+
+    def next_deadline(self) -> Optional[float]:
+        """The earliest debounce window or timer to close, or the next re-read."""
+        deadlines = [d for d in (m.next_deadline() for m in self._machines.values())
+                     if d is not None]
+        if self._next_reread is not None:
+            deadlines.append(self._next_reread)
+        return min(deadlines) if deadlines else None
+
+    # --- read API: status, monitor, a reload's hand-over ---------------------------------------
+    def names(self) -> List[str]:
+        return list(self._machines)
+
+    def state(self, sensor: str) -> SensorState:
+        machine = self._machines[sensor]
+        return SensorState(machine.state, machine.raw)
+
+    def states(self) -> Dict[str, SensorState]:
+        return {name: SensorState(m.state, m.raw) for name, m in self._machines.items()}
+
+    def machine(self, sensor: str) -> StateMachine:
+        """The state machine itself: a reload carries it over to the next agent."""
+        return self._machines[sensor]
+
+
+def _safely(what: str, fn: Callable[..., List[SensorEvent]], *args: object) -> List[SensorEvent]:
+    try:
+        return fn(*args)
+    except Exception:  # one failing sensor must not stop the loop or lose the others' events
+        log.exception("%s failed; carrying on", what)
+        return []
