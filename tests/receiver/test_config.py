@@ -45,7 +45,7 @@ def test_every_problem_with_its_line_and_column(tmp_path):
         f"{name}:3:36: mqtt.port: 99999 is too large: the most allowed is 65535",
         f"{name}:5:15: supervision.heartbeat_secs: unknown key 'heartbeat_secs'; did you mean "
         "'heartbeat_s'?",
-        f"{name}:8:9: devices[1].id: 'gw-0001' is already registered at devices[0]; keep one",
+        f"{name}:8:10: devices[1].id: 'gw-0001' is already registered at devices[0]; keep one",
         f"{name}:9:1: htpp: unknown key 'htpp'; did you mean 'http'?",
     ]
 
