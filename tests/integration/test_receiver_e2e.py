@@ -48,9 +48,10 @@ def db(postgres: PostgresServer) -> Iterator[psycopg.Connection]:  # type: ignor
 
 def _scalar(conn: Any, sql: str, *args: Any) -> Any:
     try:
-        return conn.execute(sql, args).fetchone()[0]
-    except psycopg.errors.UndefinedTable:
+        row = conn.execute(sql, args).fetchone()
+    except psycopg.errors.UndefinedTable:     # the receiver has not made its tables yet
         return None
+    return None if row is None else row[0]
 
 
 def _gateways(tmp_path: Path, count: int, prefix: str = "gw") -> List[Gateway]:
@@ -227,18 +228,13 @@ def test_acknowledge_over_http_publishes_an_ack_the_agent_accepts(
             received = commands.wait_for(1, timeout=10)[0]
             assert received.topic == "homecare/gw-0001/commands"
             verifier = load_command_verifier("EdDSA", setup["centre_public"])
-            for device, accepted in (("gw-0001", True), ("gw-0002", False)):
-                policy = CommandPolicy(device_id=device, algorithm="EdDSA",
-                                       verify_signature=verifier, seen=SeenCommands())
-                decision = policy.check(received.payload, now_epoch=time.time())
-                assert decision.accepted is accepted, decision.reason
-            assert (decision.reason, policy.check(received.payload, time.time()).reason) == \
-                ("wrong_aud", "wrong_aud")
-            accepted_decision = CommandPolicy(device_id="gw-0001", algorithm="EdDSA",
-                                              verify_signature=verifier,
-                                              seen=SeenCommands()).check(received.payload,
-                                                                         time.time())
-            assert (accepted_decision.cmd, accepted_decision.in_reply_to) == ("ack", sos["jti"])
+            decisions = {device: CommandPolicy(device_id=device, algorithm="EdDSA",
+                                               verify_signature=verifier, seen=SeenCommands()
+                                               ).check(received.payload, time.time())
+                         for device in ("gw-0001", "gw-0002")}
+            ours, theirs = decisions["gw-0001"], decisions["gw-0002"]
+            assert ours.accepted and (ours.cmd, ours.in_reply_to) == ("ack", sos["jti"])
+            assert theirs.reason == "wrong_aud"         # signed for gw-0001 only
             assert _http(base + "/api/alarms")[1]["alarms"] == []
             assert _http(f"{base}/api/alarms/{sos['jti']}/ack", {})[0] == 404
             row = db.execute("SELECT ack_latency_ms, operator, ack_jti FROM alarms "
@@ -250,3 +246,30 @@ def test_acknowledge_over_http_publishes_an_ack_the_agent_accepts(
         receiver.stop()
         gw.close()
         other.close()
+
+
+def test_a_repeat_is_counted_not_stored_and_a_forgery_is_refused(
+        tmp_path: Path, fleet_broker: FleetBroker, postgres: PostgresServer, db: Any) -> None:
+    gw, impostor = Gateway("gw-0001", tmp_path / "a"), Gateway("gw-0001", tmp_path / "b")
+    setup = write_setup(tmp_path / "rx", fleet_broker, postgres, db.info_dbname, [gw])
+    receiver = ReceiverProcess(setup["configs"]["r1"]).start()
+    try:
+        receiver.wait_ready()
+        gw.connect(fleet_broker)
+        token = gw.event("door.opened", "door")
+        for _ in range(2):                       # a QoS 1 repeat: byte for byte the same
+            gw.publish(token, "door").wait_for_publish(10)
+        gw.publish(impostor.event("sos.pressed", "sos", critical=True), "sos"
+                   ).wait_for_publish(10)       # the right name, the wrong key
+        gw.send("door.closed", "door")
+        wait_until(lambda: _scalar(db, "SELECT duplicates FROM gateways") == 1
+                   and _scalar(db, "SELECT count(*) FROM events") == 2, timeout=10,
+                   what="2 events, 1 duplicate", interval=0.05)
+        assert [r[0] for r in db.execute("SELECT type FROM events ORDER BY seq")] == \
+            ["door.opened", "door.closed"]
+        assert _scalar(db, "SELECT count(*) FROM alarms") == 0
+        assert "refused a message on homecare/gw-0001/events/sos: bad_token" in receiver.log()
+    finally:
+        receiver.stop()
+        gw.close()
+        impostor.close()
