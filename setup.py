@@ -15,9 +15,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.9,<3.14",
-    packages=find_packages(include=["agent", "agent.*", "drivers", "drivers.*"]),
+    packages=find_packages(include=["agent", "agent.*", "drivers", "drivers.*", "receiver",
+                                    "receiver.*"]),
     include_package_data=True,
-    package_data={"agent": ["py.typed"], "drivers": ["py.typed"]},
+    package_data={"agent": ["py.typed"], "drivers": ["py.typed"], "receiver": ["py.typed"]},
     # the demo and example configs, for installs that are not a checkout
     data_files=[("share/homecare-agent", ["config/demo.yaml", "config/example.yaml"])],
     install_requires=[
@@ -35,6 +36,8 @@ setup(
             # has them. Where pip cannot build it, use Debian's python3-lgpio (README).
             f"lgpio==0.2.2.0; ({ON_PI}) and python_version < '3.13'",
         ],
+        # the reference receiver (docs/integrators.md): PostgreSQL; its web page is stdlib
+        "receiver": ["psycopg[binary]>=3.1"],
         "test": [
             "pytest>=7.4",
             "pytest-timeout>=2.2",
@@ -45,9 +48,13 @@ setup(
             "types-PyYAML",
             # an independent SIA DC-09 receiver for the ARC path's tests (a receiver only)
             "pysiaalarm>=3.2,<4",
+            "psycopg[binary]>=3.1",
+            # the browser test drives Debian's chromium through its chromedriver
+            "selenium>=4.10",
         ],
     },
-    entry_points={"console_scripts": ["homecare-agent=agent.cli.main:main"]},
+    entry_points={"console_scripts": ["homecare-agent=agent.cli.main:main",
+                                    "homecare-receiver=receiver.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3.9",
         "Programming Language :: Python :: 3.11",

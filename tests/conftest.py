@@ -112,3 +112,21 @@ def rabbitmq() -> Iterator[RabbitMQBroker]:
     finally:
         node.stop()
         node.remove()
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+# The receiver's database (tests/postgres.py): a private server started once per session.
+from tests.postgres import PostgresServer, available as postgres_available  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A private PostgreSQL on a free loopback port; skipped where it is not installed."""
+    why_not = postgres_available()
+    if why_not is not None:
+        pytest.skip(why_not)
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
