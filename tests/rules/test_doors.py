@@ -4,13 +4,14 @@ from __future__ import annotations
 from typing import List
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from agent.errors import ConfigError
 from agent.rules.care import CareEvent, DailyWindow
 from agent.rules.doors import (DoorLeftOpenRule, DoorLeftOpenSettings, NightExitRule,
                                NightExitSettings)
 from drivers.motion import MotionSensor
-from tests.rules.support import (BERLIN, CLOSED, MINUTE, MOTION, OPENED, Clock, Ev, epoch, local,
+from tests.rules.support import (BERLIN, CLOSED, HOUR, MINUTE, MOTION, OPENED, Clock, Ev, epoch, local,
                                  run_until, types)
 
 NIGHT = DailyWindow("22:00", "06:00", BERLIN)
@@ -135,3 +136,27 @@ def test_bad_settings(make) -> None:
 def test_defaults() -> None:
     assert (DoorLeftOpenSettings().minutes, DoorLeftOpenSettings().night_only) == (10.0, False)
     assert NightExitSettings().return_min == 30.0
+
+
+def _door_events(calls: List[float], night_only: bool) -> list:
+    """Open from 20:00 for 9 h, then a night exit 27.5 h in (22:30 CET), no motion."""
+    rules = [left_open(night_only=night_only), night_exit()]
+    clock = Clock(epoch(2026, 10, 24, 20, 0))   # the fall-back night
+    base, out = clock.mono, []
+    script = [(0.0, OPENED), (9 * HOUR, CLOSED), (27.5 * HOUR, OPENED),
+              (27.5 * HOUR + 30, CLOSED)] + [(c, None) for c in calls]
+    for t, event in sorted(script, key=lambda s: s[0]):
+        clock.tick(base + t - clock.mono)
+        for rule in rules:
+            out += rule.observe(event, *clock.args()) if event else rule.advance(*clock.args())
+    clock.tick(base + 40 * HOUR - clock.mono)
+    out += [e for rule in rules for e in rule.advance(*clock.args())]
+    return sorted((e.type, round(e.at, 2)) for e in out)
+
+
+
+@given(calls=st.lists(st.floats(0, 40 * HOUR), max_size=30), night_only=st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_door_events_do_not_depend_on_how_often_advance_runs(calls: List[float],
+                                                             night_only: bool) -> None:
+    assert _door_events(calls, night_only) == _door_events([], night_only)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import List
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from agent.errors import ConfigError
 from agent.rules.activity import WARN_PATTERN, CareNotice
@@ -187,3 +188,30 @@ def test_notices_are_only_the_warning_events() -> None:
         CareNotice("care.inactivity", "agent", 0.0, {})
     with pytest.raises(ValueError, match="critical"):
         CareEvent("care.inactivity_warning", "agent", 0.0, {}, critical=False)
+
+
+def _events_with_calls(mode: str, calls: List[float], activity: List[float]) -> list:
+    """Run a rule over two days with ``advance`` at ``calls`` and activity at ``activity``."""
+    settings = (InactivityRuleSettings(mode="check_in", from_="07:00", to="11:00", warn_min=10)
+                if mode == "check_in" else
+                InactivityRuleSettings(mode=mode, hours=1, from_="01:00", to="05:00", warn_min=5))
+    rule = inactivity_rule(settings, BERLIN)
+    clock = Clock(epoch(2026, 10, 24, 20, 0))          # the fall-back night inside
+    base = clock.mono
+    rule.advance(*clock.args())
+    out = []
+    for t, is_act in sorted([(c, False) for c in calls] + [(a, True) for a in activity]):
+        clock.tick(base + t - clock.mono)
+        out += (rule.observe(OPENED, *clock.args()) if is_act else rule.advance(*clock.args()))
+    clock.tick(base + 48 * HOUR - clock.mono)
+    out += rule.advance(*clock.args())
+    return [(e.type, round(e.at, 2)) for e in out]
+
+
+@given(calls=st.lists(st.floats(0, 48 * HOUR), max_size=30),
+       activity=st.lists(st.floats(0, 48 * HOUR), max_size=4),
+       mode=st.sampled_from(["daytime", "continuous", "check_in"]))
+@settings(max_examples=60, deadline=None)
+def test_events_do_not_depend_on_how_often_advance_runs(calls: List[float], activity: List[float],
+                                                        mode: str) -> None:
+    assert _events_with_calls(mode, calls, activity) == _events_with_calls(mode, [], activity)
