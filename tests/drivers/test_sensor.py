@@ -172,7 +172,7 @@ def _check_no_press_swallowed(config: Dict[str, Any], raw: List[Tuple[Micros, bo
     assert set(pressed) <= set(holds) | recoveries, f"sos.pressed {pressed} without a press {holds}"
 
 
-@pytest.mark.parametrize("module", ["events", "debounce", "sensor", "sos", "door", "smoke", "contact", "tamper",
+@pytest.mark.parametrize("module", ["events", "debounce", "sensor", "sos", "door", "smoke", "contact", "tamper", "motion",
                                     "power"])
 def test_cores_are_sans_io(module: str) -> None:
     import ast

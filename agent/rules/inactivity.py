@@ -1,0 +1,225 @@
+"""Inactivity in three modes, with an "I'm fine" warning (docs/spec.md §14.1).
+
+Theory of operation
+-------------------
+``daytime`` and ``continuous`` (:class:`QuietRule`): quiet time is counted from the
+last activity (or the first call), in ``daytime`` only inside ``from``-``to``, in
+``continuous`` around the clock. When it reaches ``hours``:
+
+* with ``warn_min`` 0, ``care.inactivity`` (critical) at once;
+* otherwise ``care.inactivity_warning`` (normal) and, ``warn_min`` minutes later
+  (real minutes, whether or not the window is still open), ``care.inactivity``.
+  Activity during the warning raises ``care.inactivity_cancelled`` (normal) and
+  starts a new quiet episode.
+
+After ``care.inactivity`` nothing more is raised until activity, which raises
+``care.activity_resumed`` (as care.py does) and starts a new episode.
+
+``check_in`` (:class:`~agent.rules.checkin.CheckInRule`): at least one activity is
+expected inside ``from``-``to`` each day.
+
+Clocks as in care.py: durations on the monotonic ``now``; where in the local day an
+instant falls from ``wall`` through the time zone, mapped with the offset
+``wall - now`` of the latest call, so an NTP jump neither adds nor removes quiet time,
+and DST days are as long as they are. ``data.clock_synced`` is true only if every
+second counted in the episode was placed with a synchronised clock.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import tzinfo
+from typing import Any, Dict, List, Optional, Union
+
+from agent.errors import ConfigError
+
+from .activity import TOLERANCE_S, CareNotice, is_activity
+from .care import CareEvent, DailyWindow, ObservedEvent, _parse_hhmm, _utc_ts
+from .checkin import CheckInRule
+
+__all__ = ["MODES", "InactivityRuleSettings", "QuietRule", "inactivity_rule"]
+
+MODES = ("daytime", "continuous", "check_in")
+_MIN_CONTINUOUS_H = 0.5  # docs/spec.md §14.1
+_MAX_HOURS = 168.0       # a week; more is almost surely a typo
+_MAX_WARN_MIN = 120.0    # a warning longer than two hours is no longer a warning
+
+
+def _number(value: object, lo: float, hi: float, where: str, hint: str) -> None:
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not lo <= value <= hi):
+        raise ConfigError(f"{where}: {value!r} is out of range", hint=hint)
+
+
+@dataclass(frozen=True)
+class InactivityRuleSettings:
+    """``care.inactivity`` of version 2 (docs/spec.md §14.1).
+
+    ``mode`` -- ``daytime`` (default), ``continuous`` or ``check_in``. ``hours`` -- quiet
+    hours before an alert, default 12 (not used by ``check_in``; at least 0.5 in
+    ``continuous``). ``from_`` / ``to`` -- local "HH:MM", default 07:00-22:00: the
+    counting window (``daytime``) or the check-in window (``check_in``).
+    ``warn_min`` -- minutes of warning before the alert, default 0 = no warning.
+    """
+
+    mode: str = "daytime"
+    hours: float = 12.0
+    from_: str = "07:00"
+    to: str = "22:00"
+    warn_min: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"care.inactivity.mode: {self.mode!r} is not a mode",
+                              hint=f"write one of {', '.join(MODES)}")
+        low = _MIN_CONTINUOUS_H if self.mode == "continuous" else 0.0
+        hint = (f"give the quiet hours before an alert, above 0 and at most {_MAX_HOURS:g} "
+                f"(e.g. 12; in continuous mode at least {_MIN_CONTINUOUS_H:g})")
+        _number(self.hours, low, _MAX_HOURS, "care.inactivity.hours", hint)
+        if self.hours == 0:
+            raise ConfigError("care.inactivity.hours: 0 is out of range", hint=hint)
+        _parse_hhmm(self.from_, "care.inactivity.from")
+        _parse_hhmm(self.to, "care.inactivity.to")
+        if self.mode == "check_in" and self.from_ == self.to:
+            raise ConfigError("care.inactivity.to: a check-in window needs an end",
+                              hint='give from and to different times, e.g. from: "07:00", to: "11:00"')
+        _number(self.warn_min, 0.0, _MAX_WARN_MIN, "care.inactivity.warn_min",
+                f"give the warning's minutes, 0 (no warning) to {_MAX_WARN_MIN:g} (e.g. 5)")
+
+
+# phases and inputs of QuietRule
+QUIET, WARNING, ALERTED = "quiet", "warning", "alerted"
+ACTIVE, DUE, WARN_END = "activity", "due", "warn_end"
+
+#: {phase: {input: new phase}}; with warn_min 0, DUE is followed at once by WARN_END
+#: and no warning is sent (see QuietRule._due).
+TRANSITIONS: Dict[str, Dict[str, str]] = {
+    QUIET: {ACTIVE: QUIET, DUE: WARNING},
+    WARNING: {ACTIVE: QUIET, WARN_END: ALERTED},
+    ALERTED: {ACTIVE: QUIET},
+}
+
+
+class QuietRule:
+    """``daytime`` / ``continuous`` inactivity (module docstring). Call ``advance`` at start-up."""
+
+    def __init__(self, settings: InactivityRuleSettings, tz: tzinfo) -> None:
+        if settings.mode == "check_in":
+            raise ValueError("QuietRule does not do check_in; use inactivity_rule()")
+        self.settings = settings
+        whole_day = settings.mode == "continuous"
+        self._window = DailyWindow("00:00" if whole_day else settings.from_,
+                                   "00:00" if whole_day else settings.to, tz)
+        self._need_s = float(settings.hours) * 3600.0
+        self._warn_s = float(settings.warn_min) * 60.0
+        self.phase = QUIET
+        self._mark: Optional[float] = None  # monotonic time counted up to
+        self._offset = 0.0                  # wall - now at the last call
+        self._since = 0.0                   # monotonic: last activity, or the first call
+        self._had_activity = False
+        self._counted = 0.0                 # in-window quiet seconds since `_since`
+        self._unsynced = False
+        self._warn_at = 0.0                 # monotonic start of the warning
+
+    def __repr__(self) -> str:
+        return f"QuietRule({self.settings.mode}, {self.settings.hours:g} h, phase={self.phase})"
+
+    @property
+    def warning(self) -> bool:
+        """True while the warning lasts (the loop plays the ``warn`` pattern)."""
+        return self.phase == WARNING
+
+    def observe(self, event: ObservedEvent, now: float, wall: float,
+                clock_synced: bool) -> List[CareEvent]:
+        out = self.advance(now, wall, clock_synced)
+        if is_activity(event):
+            out += self._activity(event, now)
+        return out
+
+    def advance(self, now: float, wall: float, clock_synced: bool) -> List[CareEvent]:
+        offset = wall - now
+        if self._mark is None:
+            self._mark, self._since, self._offset = now, now, offset
+            self._unsynced = not clock_synced
+            return []
+        if now < self._mark:
+            raise ValueError(f"now went backwards: {now} after {self._mark}; "
+                             "pass time.monotonic(), not the wall clock")
+        elapsed, begin = now - self._mark, self._mark + offset
+        self._unsynced |= elapsed > 0 and not clock_synced
+        out: List[CareEvent] = []
+        if self.phase == QUIET:
+            due_after = self._window.reach(begin, self._need_s - self._counted) - begin
+            if due_after <= elapsed + TOLERANCE_S:
+                out += self._due(min(self._mark + due_after, now), offset)
+        if self.phase == WARNING and now + TOLERANCE_S >= self._warn_at + self._warn_s:
+            self._step(WARN_END)
+            out.append(self._inactivity(self._warn_at + self._warn_s, offset))
+        self._counted += self._window.seconds_inside(begin, begin + elapsed)
+        self._mark, self._offset = now, offset
+        return out
+
+    def next_deadline(self) -> Optional[float]:
+        """Monotonic time of the next warning or alert if nothing happens; else None."""
+        if self._mark is None or self.phase == ALERTED:
+            return None
+        if self.phase == WARNING:
+            return self._warn_at + self._warn_s
+        begin = self._mark + self._offset
+        return self._mark + self._window.reach(begin, self._need_s - self._counted) - begin
+
+    # ---- steps
+
+    def _step(self, what: str) -> None:
+        try:
+            self.phase = TRANSITIONS[self.phase][what]
+        except KeyError:
+            raise RuntimeError(f"inactivity: input {what!r} is illegal in phase {self.phase!r}") from None
+
+    def _due(self, at: float, offset: float) -> List[CareEvent]:
+        self._step(DUE)
+        self._warn_at = at
+        if self._warn_s == 0:
+            self._step(WARN_END)
+            return [self._inactivity(at, offset)]
+        return [CareNotice("care.inactivity_warning", "agent", at, {
+            **self._common(at, offset), "warn_min": self.settings.warn_min,
+            "ends_at": _utc_ts(at + self._warn_s + offset)})]
+
+    def _activity(self, event: ObservedEvent, now: float) -> List[CareEvent]:
+        out: List[CareEvent] = []
+        trigger = {"sensor": event.sensor, "trigger": event.type}
+        if self.phase == WARNING:
+            out.append(CareNotice("care.inactivity_cancelled", "agent", now, {
+                "mode": self.settings.mode, **trigger, "warned_s": round(now - self._warn_at, 3),
+                "clock_synced": not self._unsynced}))
+        elif self.phase == ALERTED:
+            out.append(CareEvent("care.activity_resumed", "agent", now, {
+                **self._common(now, self._offset), **trigger,
+                "quiet_hours": round(self._counted / 3600.0, 3)}))
+        self._step(ACTIVE)
+        self._since, self._had_activity = now, True
+        self._counted, self._unsynced = 0.0, False
+        return out
+
+    def _inactivity(self, at: float, offset: float) -> CareEvent:
+        return CareEvent("care.inactivity", "agent", at, {
+            **self._common(at, offset), "warned": self._warn_s > 0,
+            "counting_since": _utc_ts(self._since + offset)})
+
+    def _common(self, at: float, offset: float) -> Dict[str, Any]:
+        return {
+            "mode": self.settings.mode,
+            "quiet_hours": round(self._need_s / 3600.0, 3),
+            "idle_s": round(at - self._since, 3),
+            "window": self._window.label,
+            "last_activity": _utc_ts(self._since + offset) if self._had_activity else None,
+            "clock_synced": not self._unsynced,
+        }
+
+
+def inactivity_rule(settings: InactivityRuleSettings,
+                    tz: tzinfo) -> Union[QuietRule, CheckInRule]:
+    """The rule for ``settings.mode``."""
+    if settings.mode == "check_in":
+        return CheckInRule(settings, tz)
+    return QuietRule(settings, tz)
