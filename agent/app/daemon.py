@@ -37,77 +37,34 @@ import threading
 from typing import Any, Callable, Dict, List, Optional
 
 from agent import __version__
-from agent.rules.care import CareRules, CareSettings, InactivitySettings, NightDoorSettings
+from agent.app.assemble import care_rules, link_settings, state_machine
+from agent.rules.care import CareRules
 from agent.remote.handler import CommandHandler
 from agent.remote.keys import load_command_verifier
 from agent.remote.policy import CommandPolicy
 from agent.remote.seen import CommandStore
 from agent.config.model import Config
 from agent.record.counters import UNWRITABLE, Counters
-from agent.delivery.window import WindowSettings
 from agent.record.events import clock_synchronised
 from agent.alarms.feedback import Feedback
 from agent.app.loop import AgentLoop, Edge, StateMachine, Stop
 from agent.errors import OutboxError
 from agent.outbox.store import Outbox
-from agent.outbox.policy import OutboxLimits
 from agent.record.recorder import AgentEvent, Clocks, Recorder
-from agent.delivery.publisher import LinkSettings, Publisher, TlsSettings
+from agent.delivery.publisher import Publisher
 from agent.app.sdnotify import Notifier
 from agent.errors import ConfigError, SecretFileError
 from agent.app.logs import register_secret
 from agent.files.secrets import check_secret_file, read_secret_file
 from agent.record.signing import Signer
-from drivers.debounce import FlappingPolicy
-from drivers.door import DoorContact
 from drivers.outputs import Buzzer, Led
 from drivers.pins import EdgeInput, make_pin_factory
-from drivers.smoke import SmokeDetector
 from drivers.events import SensorEvent
-from drivers.sos import SosButton
 
 log = logging.getLogger("agent")
 
-_MACHINES = {"sos_button": SosButton, "door": DoorContact, "smoke": SmokeDetector}
 STATUS_FILE = "status.json"
 OUTBOX_FILE = "outbox.sqlite3"
-
-
-def link_settings(config: Config, password: Optional[str]) -> LinkSettings:
-    m = config.mqtt
-    tls = None if m.tls is None else TlsSettings(
-        ca_file=m.tls.ca_file, cert_file=m.tls.cert_file, key_file=m.tls.key_file,
-        verify=not m.tls.insecure_skip_verify)
-    return LinkSettings(
-        host=m.host, port=m.port, client_id=m.client_id, topic_prefix=m.topic_prefix,
-        protocol=m.protocol, keepalive_s=m.keepalive_s, tls=tls, username=m.username,
-        password=password, subscribe_commands=config.commands.enabled,
-        window=WindowSettings(max_inflight=m.max_inflight, ack_timeout_s=m.ack_timeout_s,
-                              max_publish_rate=m.max_publish_rate))
-
-
-def care_rules(config: Config) -> Optional[CareRules]:
-    care = config.care
-    if not (care.night_door.enabled or care.inactivity.enabled):
-        return None
-    from zoneinfo import ZoneInfo
-    from datetime import datetime
-
-    if config.device.timezone:
-        tz: Any = ZoneInfo(config.device.timezone)
-    else:  # the system's zone, with its DST rules (not just today's offset)
-        try:
-            with open("/etc/localtime", "rb") as f:
-                tz = ZoneInfo.from_file(f, key="localtime")
-        except (OSError, ValueError):
-            tz = datetime.now().astimezone().tzinfo
-    settings = CareSettings(
-        night_door=NightDoorSettings(enabled=care.night_door.enabled,
-                                     from_=care.night_door.from_, to=care.night_door.to),
-        inactivity=InactivitySettings(enabled=care.inactivity.enabled,
-                                      hours=care.inactivity.hours,
-                                      from_=care.inactivity.from_, to=care.inactivity.to))
-    return CareRules(settings, tz)
 
 
 def config_digest(config: Config) -> str:
@@ -326,9 +283,7 @@ class Agent:
     def _open_outbox(self) -> Outbox:
         config = self.config
         outbox = Outbox.open(
-            config.state_dir / OUTBOX_FILE,
-            OutboxLimits(max_events=config.buffer.max_events, max_mb=config.buffer.max_mb,
-                         min_free_mb=config.buffer.min_free_mb),
+            config.state_dir / OUTBOX_FILE, config.buffer,
             quarantine_dir=config.state_dir / "quarantine")
         self.outbox = outbox
         return outbox
@@ -366,9 +321,7 @@ class Agent:
             if carried is not None:
                 machines[sensor.name] = _Resumed(carried, [])
                 continue
-            flapping = None if sensor.flapping is None else FlappingPolicy(
-                sensor.flapping.max_edges, sensor.flapping.window_s, sensor.flapping.quiet_s)
-            machine = _MACHINES[sensor.kind](sensor.name, flapping=flapping, **sensor.timing())
+            machine = state_machine(sensor)
             if handover is not None and sensor.name in kept:
                 # new settings on a pin that stayed claimed: start where the old loop left
                 # off, so that the held edges come after the start and count

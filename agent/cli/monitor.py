@@ -18,9 +18,8 @@ from types import FrameType
 from typing import Any, Dict, Optional, TextIO
 
 from agent.config.model import load_config
-from agent.app.daemon import _MACHINES
+from agent.app.assemble import state_machine
 from agent.app.loop import PIN_REREAD_S
-from drivers.debounce import FlappingPolicy
 from drivers.pins import EdgeInput, make_pin_factory
 
 
@@ -50,9 +49,7 @@ def main(args: argparse.Namespace, *, pin_factory: Any = None, out: TextIO = sys
         signal.signal(signal.SIGTERM, on_signal)
     try:
         for s in config.sensors:
-            flapping = None if s.flapping is None else FlappingPolicy(
-                s.flapping.max_edges, s.flapping.window_s, s.flapping.quiet_s)
-            machines[s.name] = _MACHINES[s.kind](s.name, flapping=flapping, **s.timing())
+            machines[s.name] = state_machine(s)
             inputs[s.name] = EdgeInput(s.name, s.pin, pull=s.pull, active=s.active, sink=edges,
                                        pin_factory=factory)
         t0 = time.monotonic()
