@@ -85,7 +85,7 @@ def serve(config: Config, path: str, *, pin_factory: object = None) -> int:
 def _run_until_stop(agent: Any, path: str, signals: _Signals) -> Optional[Config]:
     """Run the loop; returns a new config to rebuild with, or None to stop."""
     while True:
-        stop = agent.app.loop.run()
+        stop = agent.loop.run()
         if not stop.reload or signals.terminate:
             return None
         try:

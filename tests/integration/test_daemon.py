@@ -136,7 +136,7 @@ def test_watchdog_pings_only_while_the_loop_is_alive(tmp_path: Path, mock_factor
             frozen.set()
             release.wait(10)
 
-        agent.app.loop.submit_call(freeze)
+        agent.loop.submit_call(freeze)
         assert frozen.wait(5)
         notify.drain()                      # pings sent before the freeze
         time.sleep(0.6)                     # six ping intervals with the loop frozen
@@ -145,7 +145,7 @@ def test_watchdog_pings_only_while_the_loop_is_alive(tmp_path: Path, mock_factor
         wait_until(lambda: notify.drain().count("WATCHDOG=1") > 0, timeout=5, what="pings again")
     finally:
         release.set()
-        agent.app.loop.request_stop()
+        agent.loop.request_stop()
         runner.join(10)
         agent.close(flush_timeout_s=0)
 
@@ -303,7 +303,7 @@ def test_heartbeat_data_counts_what_waits_in_the_outbox(tmp_path: Path, mock_fac
     files = write_agent_files(tmp_path / "agent", port=free_port())
     agent = Agent.build(load_config(files.config), pin_factory=mock_factory, notifier=Notifier(None))
     try:
-        agent.app.loop.start()                       # agent.started, stored (nobody to send it to)
+        agent.loop.start()                       # agent.started, stored (nobody to send it to)
         summary = agent.status_summary()
         assert summary["outbox_depth"] >= 1 and summary["connected"] is False
         assert summary["signature_failures"] == 0
@@ -317,10 +317,10 @@ def test_a_missing_command_key_disables_commands_not_the_gateway(tmp_path: Path,
     (files.folder / "cloud-public.pem").unlink()
     agent = Agent.build(load_config(files.config), pin_factory=mock_factory, notifier=Notifier(None))
     try:
-        assert agent.commands is None and agent.delivery.publisher.settings.subscribe_commands is False
-        agent.app.loop.start()
+        assert agent.commands is None and agent.publisher.settings.subscribe_commands is False
+        agent.loop.start()
         import jwt
-        started = [r for r in agent.outbox.store.next_batch(10) if r.type == "agent.started"][0]
+        started = [r for r in agent.outbox.next_batch(10) if r.type == "agent.started"][0]
         data = jwt.decode(started.payload, options={"verify_signature": False})["data"]
         assert data["commands"].startswith("disabled: ")
         assert "cloud-public.pem" in data["commands"]

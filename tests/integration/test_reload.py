@@ -137,7 +137,7 @@ def test_a_rewired_sensor_is_released_and_claimed_again(tmp_path: Path, broker: 
             dataclasses.replace(s, pin=22) if s.name == "sos" else s for s in h.config.sensors))
         agent = reload(h, new)
         assert agent.inputs["sos"].pin_number == 22
-        boot = agent.record.counters.boot
+        boot = agent.counters.boot
         h.wait_events(lambda ev: sos_events(ev, boot) == ["sos.released"],
                       what="the rewired sensor's new start-up report")
         mock_factory.pin(22).drive_low()

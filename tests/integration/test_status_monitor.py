@@ -19,7 +19,7 @@ from typing import Dict, Iterator, Tuple
 
 import pytest
 
-from agent.commands import monitor, status
+from agent.cli import monitor, status
 from agent.errors import OutboxError, WiringError
 from tests.agent_files import AgentFiles, files_for_broker, run_simulate, write_agent_files
 from tests.broker import MosquittoBroker, free_port
