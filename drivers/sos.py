@@ -36,6 +36,8 @@ from .sensor import SensorCore, due_at, earliest
 
 #: docs/spec.md §3 timing defaults (the config's defaults for ``kind: sos_button``)
 DEFAULTS: Mapping[str, float] = {"debounce_ms": 30, "hold_ms": 0}
+#: seconds pressed before ``sensor.stuck`` (docs/spec.md §3); a hold must be shorter
+STUCK_S = 60
 
 # phases
 UNKNOWN = "unknown"      # nothing accepted yet
@@ -106,7 +108,7 @@ class SosButton(SensorCore):
 
     def __init__(self, name: str, *, debounce_ms: float = DEFAULTS["debounce_ms"],
                  hold_ms: float = DEFAULTS["hold_ms"],
-                 stuck_s: float = 60, flapping: Optional[FlappingPolicy] = SOS_FLAPPING) -> None:
+                 stuck_s: float = STUCK_S, flapping: Optional[FlappingPolicy] = SOS_FLAPPING) -> None:
         super().__init__(name, flapping=flapping)
         debounce = check_window_ms("debounce_ms", debounce_ms)
         self._hold_us = check_window_ms("hold_ms", hold_ms)

@@ -66,7 +66,8 @@ def _tls(m: MapReader, sink: Sink, paths: Any) -> Optional[TlsConfig]:
     t = mapping(node, m.sub("tls"), sink, TLS_KEYS)
     tls = TlsConfig(ca_file=t.optional("ca_file", paths), cert_file=t.optional("cert_file", paths),
                     key_file=t.optional("key_file", paths),
-                    insecure_skip_verify=t.get("insecure_skip_verify", as_bool, False))
+                    insecure_skip_verify=t.get("insecure_skip_verify", as_bool,
+                                               TlsConfig.insecure_skip_verify))
     if (t.value_node("cert_file") is None) != (t.value_node("key_file") is None):
         have, need = ("cert_file", "key_file") if t.value_node("key_file") is None \
             else ("key_file", "cert_file")
@@ -90,9 +91,10 @@ def read_mqtt(top: MapReader, sink: Sink, device: DeviceConfig, paths: Any) -> M
         tls=tls,
         username=m.optional("username", as_text),
         password_file=m.optional("password_file", paths),
-        allow_insecure=m.get("allow_insecure", as_bool, False),
-        ack_timeout_s=m.get("ack_timeout_s", as_number(hi=3600, unit=SEC, above=0), 20.0),
-        max_inflight=m.get("max_inflight", as_int(1, 65535), 20),
+        allow_insecure=m.get("allow_insecure", as_bool, MqttConfig.allow_insecure),
+        ack_timeout_s=m.get("ack_timeout_s", as_number(hi=3600, unit=SEC, above=0),
+                            MqttConfig.ack_timeout_s),
+        max_inflight=m.get("max_inflight", as_int(1, 65535), MqttConfig.max_inflight),
         max_publish_rate=m.optional("max_publish_rate", as_number(unit="publishes per second", above=0)),
         max_payload_bytes=m.get("max_payload_bytes", as_int(1, MQTT_MAX_PAYLOAD, "bytes"),
                                 DEFAULT_MAX_PAYLOAD_BYTES),

@@ -14,13 +14,14 @@ from agent.config.schema import (COMMON_SENSOR_KEYS, DEFAULT_ACTIVE, DEFAULT_FLA
                                  RESERVED_SENSOR_NAMES, SENSOR_KINDS, OutputConfig,
                                  OutputsConfig, SensorConfig)
 from drivers.debounce import FlappingPolicy
+from drivers.sos import STUCK_S
 
 PATTERN_KEYS = ("pending", "sent", "chirp", "locate")
 
 #: (converter, for each timing key); upper bounds catch units mixed up (µs for ms, ms for s).
 _TIMING = {
     "debounce_ms": as_int(1, 10000, MS),
-    "hold_ms": as_int(0, 59999, MS),  # the stuck alarm comes at 60 s: a hold must be shorter
+    "hold_ms": as_int(0, STUCK_S * 1000 - 1, MS),  # a hold must end before the stuck alarm
     "open_ms": as_int(1, 600000, MS),
     "close_ms": as_int(1, 600000, MS),
     "confirm_ms": as_int(1, 60000, MS),
@@ -134,7 +135,8 @@ def read_outputs(top: MapReader, sink: Sink, pins: List[PinUse]) -> OutputsConfi
             continue
         r = mapping(node, o.sub(name), sink, ("pin", "active"))
         pin = r.require("pin", as_pin, -1)
-        found[name] = OutputConfig(pin=pin, active=r.get("active", as_choice(LEVELS), "high"))
+        active = r.get("active", as_choice(LEVELS), OutputConfig.active)
+        found[name] = OutputConfig(pin=pin, active=active)
         pin_node = r.value_node("pin")
         if pin_node is not None and pin >= 0:
             pins.append((pin, o.sub(name), pin_node))
