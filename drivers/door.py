@@ -10,10 +10,13 @@ until 60 s of quiet (see :mod:`drivers.sensor`).
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 from .debounce import DOOR_FLAPPING, Debouncer, FlappingPolicy, Micros, check_window_ms
 from .sensor import SensorCore
+
+#: docs/spec.md §3 timing defaults (the config's defaults for ``kind: door``)
+DEFAULTS: Mapping[str, float] = {"open_ms": 500, "close_ms": 1000}
 
 UNKNOWN, CLOSED, OPEN = "unknown", "closed", "open"
 
@@ -63,7 +66,8 @@ class DoorContact(SensorCore):
 
     kind = "door"
 
-    def __init__(self, name: str, *, open_ms: float = 500, close_ms: float = 1000,
+    def __init__(self, name: str, *, open_ms: float = DEFAULTS["open_ms"],
+                 close_ms: float = DEFAULTS["close_ms"],
                  flapping: Optional[FlappingPolicy] = DOOR_FLAPPING) -> None:
         super().__init__(name, flapping=flapping)
         self._debouncer = Debouncer(check_window_ms("open_ms", open_ms),

@@ -21,8 +21,21 @@ CRITICAL_TYPES: FrozenSet[str] = frozenset(
      "tamper.opened", "power.mains_lost", "power.battery_low", "sensor.fault"}
 )
 
-_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_TYPE_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+#: a sensor or device name (it is part of every topic and event): the one definition,
+#: which the config check and the event claims use too
+NAME_PATTERN = r"[A-Za-z0-9._-]+"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+def is_event_type(value: object) -> bool:
+    """True for a dotted lower-case type such as ``door.opened`` or ``care.night_door``."""
+    return isinstance(value, str) and _TYPE_RE.fullmatch(value) is not None
+
+
+def is_name(value: object) -> bool:
+    """True for a non-empty string of letters, digits, '.', '_' and '-' only."""
+    return isinstance(value, str) and _NAME_RE.fullmatch(value) is not None
 
 
 def is_critical(event_type: str) -> bool:
@@ -48,9 +61,9 @@ class SensorEvent:
     critical: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.type, str) or not _TYPE_RE.match(self.type):
+        if not is_event_type(self.type):
             raise ValueError(f"event type {self.type!r} must look like 'kind.what' (lower case, dotted)")
-        if not isinstance(self.sensor, str) or not _NAME_RE.match(self.sensor):
+        if not is_name(self.sensor):
             raise ValueError(f"sensor name {self.sensor!r} may contain only [A-Za-z0-9._-]")
         if isinstance(self.at, bool) or not isinstance(self.at, (int, float)) or not math.isfinite(self.at):
             raise ValueError(f"event time {self.at!r} must be a finite number of seconds")

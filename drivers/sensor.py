@@ -33,13 +33,10 @@ class owns what is the same for all of them:
 from __future__ import annotations
 
 import abc
-import re
 from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple
 
 from .debounce import FlappingDetector, FlappingPolicy, Micros, to_micros, to_seconds
-from .events import SensorEvent, is_critical
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+from .events import SensorEvent, is_critical, is_name
 
 #: guard against a timer that never moves forward (a bug, not a runtime condition)
 _MAX_TIMERS_PER_CALL = 100_000
@@ -70,7 +67,7 @@ class SensorCore(abc.ABC):
     kind: ClassVar[str] = ""
 
     def __init__(self, name: str, *, flapping: Optional[FlappingPolicy]) -> None:
-        if not isinstance(name, str) or not _NAME_RE.match(name) or name == "agent":
+        if not is_name(name) or name == "agent":
             raise ValueError(f"sensor name {name!r} must use only [A-Za-z0-9._-] and not be 'agent'")
         if flapping is not None and not isinstance(flapping, FlappingPolicy):
             raise TypeError("flapping must be a FlappingPolicy or None")

@@ -31,12 +31,15 @@ again. The NC contact never touches the alarm decision, which follows NO alone.
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, Dict, List, Optional, Tuple
+from typing import Deque, Dict, List, Mapping, Optional, Tuple
 
 from .debounce import Debouncer, FlappingPolicy, Micros, check_window_ms, check_window_s
 from .events import SensorEvent
 from .sensor import SensorCore, due_at, earliest
 
+#: docs/spec.md §3 timing defaults (the config's defaults for ``kind: smoke``)
+DEFAULTS: Mapping[str, float] = {"confirm_ms": 1000, "pulse_ms": 50, "pulses": 3,
+                                 "pulse_window_s": 10.0, "clear_ms": 15000}
 #: docs/spec.md §13.2 default (the config's default for ``wiring_fault_ms``)
 WIRING_FAULT_MS = 2000
 
@@ -119,8 +122,10 @@ class SmokeDetector(SensorCore):
 
     kind = "smoke"
 
-    def __init__(self, name: str, *, confirm_ms: float = 1000, pulse_ms: float = 50,
-                 pulses: int = 3, pulse_window_s: float = 10, clear_ms: float = 15000,
+    def __init__(self, name: str, *, confirm_ms: float = DEFAULTS["confirm_ms"],
+                 pulse_ms: float = DEFAULTS["pulse_ms"], pulses: int = int(DEFAULTS["pulses"]),
+                 pulse_window_s: float = DEFAULTS["pulse_window_s"],
+                 clear_ms: float = DEFAULTS["clear_ms"],
                  flapping: Optional[FlappingPolicy] = None, supervised: bool = False,
                  wiring_fault_ms: float = WIRING_FAULT_MS, active: str = "low") -> None:
         super().__init__(name, flapping=flapping)

@@ -28,11 +28,16 @@ press.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from .debounce import (SOS_FLAPPING, Debouncer, FlappingPolicy, Micros, check_window_ms,
                        check_window_s)
 from .sensor import SensorCore, due_at, earliest
+
+#: docs/spec.md §3 timing defaults (the config's defaults for ``kind: sos_button``)
+DEFAULTS: Mapping[str, float] = {"debounce_ms": 30, "hold_ms": 0}
+#: seconds pressed before ``sensor.stuck`` (docs/spec.md §3); a hold must be shorter
+STUCK_S = 60
 
 # phases
 UNKNOWN = "unknown"      # nothing accepted yet
@@ -101,8 +106,9 @@ class SosButton(SensorCore):
 
     kind = "sos_button"
 
-    def __init__(self, name: str, *, debounce_ms: float = 30, hold_ms: float = 0,
-                 stuck_s: float = 60, flapping: Optional[FlappingPolicy] = SOS_FLAPPING) -> None:
+    def __init__(self, name: str, *, debounce_ms: float = DEFAULTS["debounce_ms"],
+                 hold_ms: float = DEFAULTS["hold_ms"],
+                 stuck_s: float = STUCK_S, flapping: Optional[FlappingPolicy] = SOS_FLAPPING) -> None:
         super().__init__(name, flapping=flapping)
         debounce = check_window_ms("debounce_ms", debounce_ms)
         self._hold_us = check_window_ms("hold_ms", hold_ms)

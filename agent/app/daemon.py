@@ -28,76 +28,32 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from agent.rules.care import CareRules, CareSettings, InactivitySettings, NightDoorSettings
+from agent.app.assemble import care_rules, link_settings, state_machine
+from agent.rules.care import CareRules
 from agent.remote.handler import CommandHandler
 from agent.config.model import Config
 from agent.record.counters import UNWRITABLE, Counters
-from agent.delivery.window import WindowSettings
 from agent.record.events import clock_synchronised
 from agent.alarms.feedback import Feedback
 from agent.app.actions import Actions
 from agent.app.checks import CommandChecks, command_policy, secrets
 from agent.app.loop import AgentLoop, Stop
 from agent.app.messages import Inbox
-from agent.app.reload import EdgeRelay, PinHandover, Resumed as _Resumed, hand_over
+from agent.app.reload import EdgeRelay, PinHandover, Resumed, hand_over
 from agent.app.sensors import Sensors, StateMachine
 from agent.app.status import STATUS_FILE, AgentStatus, StatusFile
 from agent.app.storage import OutboxSlot
 from agent.errors import OutboxError
 from agent.outbox.readonly import OUTBOX_FILE
 from agent.outbox.store import Outbox
-from agent.outbox.policy import OutboxLimits
 from agent.record.recorder import AgentEvent, Clocks, Recorder
-from agent.delivery.publisher import LinkSettings, Publisher, TlsSettings
+from agent.delivery.publisher import Publisher
 from agent.app.sdnotify import Notifier
 from agent.record.signing import Signer
-from drivers.debounce import FlappingPolicy
-from drivers.door import DoorContact
 from drivers.outputs import Buzzer, Led
 from drivers.pins import EdgeInput, make_pin_factory
-from drivers.smoke import SmokeDetector
-from drivers.sos import SosButton
 
 log = logging.getLogger("agent")
-
-_MACHINES = {"sos_button": SosButton, "door": DoorContact, "smoke": SmokeDetector}
-
-
-def link_settings(config: Config, password: Optional[str]) -> LinkSettings:
-    m = config.mqtt
-    tls = None if m.tls is None else TlsSettings(
-        ca_file=m.tls.ca_file, cert_file=m.tls.cert_file, key_file=m.tls.key_file,
-        verify=not m.tls.insecure_skip_verify)
-    return LinkSettings(
-        host=m.host, port=m.port, client_id=m.client_id, topic_prefix=m.topic_prefix,
-        protocol=m.protocol, keepalive_s=m.keepalive_s, tls=tls, username=m.username,
-        password=password, subscribe_commands=config.commands.enabled,
-        window=WindowSettings(max_inflight=m.max_inflight, ack_timeout_s=m.ack_timeout_s,
-                              max_publish_rate=m.max_publish_rate))
-
-
-def care_rules(config: Config) -> Optional[CareRules]:
-    care = config.care
-    if not (care.night_door.enabled or care.inactivity.enabled):
-        return None
-    from zoneinfo import ZoneInfo
-    from datetime import datetime
-
-    if config.device.timezone:
-        tz: Any = ZoneInfo(config.device.timezone)
-    else:  # the system's zone, with its DST rules (not just today's offset)
-        try:
-            with open("/etc/localtime", "rb") as f:
-                tz = ZoneInfo.from_file(f, key="localtime")
-        except (OSError, ValueError):
-            tz = datetime.now().astimezone().tzinfo
-    settings = CareSettings(
-        night_door=NightDoorSettings(enabled=care.night_door.enabled,
-                                     from_=care.night_door.from_, to=care.night_door.to),
-        inactivity=InactivitySettings(enabled=care.inactivity.enabled,
-                                      hours=care.inactivity.hours,
-                                      from_=care.inactivity.from_, to=care.inactivity.to))
-    return CareRules(settings, tz)
 
 
 def config_digest(config: Config) -> str:
@@ -253,15 +209,13 @@ class Agent:
         for sensor in config.sensors:
             carried = handover.machines.get(sensor.name) if handover is not None else None
             if carried is not None:
-                machines[sensor.name] = _Resumed(carried, [])
+                machines[sensor.name] = Resumed(carried, [])
                 continue
-            flapping = None if sensor.flapping is None else FlappingPolicy(
-                sensor.flapping.max_edges, sensor.flapping.window_s, sensor.flapping.quiet_s)
-            machine = _MACHINES[sensor.kind](sensor.name, flapping=flapping, **sensor.timing())
+            machine = state_machine(sensor)
             if handover is not None and sensor.name in kept:
                 # new settings on a pin that stayed claimed: start where the old loop left
                 # off, so that the held edges come after the start and count
-                machines[sensor.name] = _Resumed(machine, machine.start(
+                machines[sensor.name] = Resumed(machine, machine.start(
                     handover.levels[sensor.name], handover.at))
             else:
                 machines[sensor.name] = machine
@@ -381,7 +335,5 @@ def _feedback(config: Config, factory: Any) -> Feedback:
 
 def open_outbox(config: Config) -> Outbox:
     return Outbox.open(
-        config.state_dir / OUTBOX_FILE,
-        OutboxLimits(max_events=config.buffer.max_events, max_mb=config.buffer.max_mb,
-                     min_free_mb=config.buffer.min_free_mb),
+        config.state_dir / OUTBOX_FILE, config.buffer,
         quarantine_dir=config.state_dir / "quarantine")

@@ -19,10 +19,9 @@ import time
 from types import FrameType
 from typing import Any, Dict, Iterable, Optional, TextIO
 
-from agent.app.daemon import _MACHINES
+from agent.app.assemble import state_machine
 from agent.app.sensors import Sensors
 from agent.config.model import Config, load_config
-from drivers.debounce import FlappingPolicy
 from drivers.events import SensorEvent
 from drivers.pins import EdgeInput, make_pin_factory
 
@@ -77,9 +76,7 @@ def _claim(config: Config, factory: Any, edges: "queue.SimpleQueue[Any]",
     """A state machine and a claimed pin per sensor, into ``machines`` and ``inputs``
     (those claimed before a failure are in ``inputs``, for the caller to release)."""
     for s in config.sensors:
-        flapping = None if s.flapping is None else FlappingPolicy(
-            s.flapping.max_edges, s.flapping.window_s, s.flapping.quiet_s)
-        machines[s.name] = _MACHINES[s.kind](s.name, flapping=flapping, **s.timing())
+        machines[s.name] = state_machine(s)
         inputs[s.name] = EdgeInput(s.name, s.pin, pull=s.pull, active=s.active, sink=edges,
                                    pin_factory=factory)
 

@@ -1,8 +1,12 @@
 """The typed, frozen shape of the one config file (docs/spec.md §10).
 
 :func:`agent.config.model.load_config` builds these from YAML after checking every key;
-the objects themselves trust their values. Every default of docs/spec.md §10 lives here,
-once, in the ``DEFAULT_*`` tables and the dataclass defaults.
+the objects themselves trust their values. Every default of docs/spec.md §10 is defined
+once: here (the ``DEFAULT_*`` tables and the dataclass defaults), or, for a section the
+runtime takes as it is, in that runtime value, which the config then holds:
+``buffer`` is the outbox's :class:`OutboxLimits`, ``care`` the rules' :class:`CareSettings`,
+``outputs.patterns`` the feedback's :class:`Patterns`, a sensor's ``flapping`` the drivers'
+:class:`FlappingPolicy`; the delivery window's defaults come from :class:`WindowSettings`.
 
 Units are in the names: ``*_ms`` are whole milliseconds (``int``), ``*_s`` are
 seconds (``float``, except ``keepalive_s`` and ``heartbeat_s`` which are ``int``).
@@ -11,19 +15,26 @@ the config file's folder.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple
 
-from agent.config.reader import Problem
 from agent.alarms.feedback import Patterns
+from agent.config.reader import Problem
+from agent.delivery.window import WindowSettings
+from agent.outbox.policy import OutboxLimits
+from agent.rules.care import CareSettings
+from agent.wire import commands_topic, events_topic, status_topic
+from drivers.debounce import DOOR_FLAPPING, SOS_FLAPPING, FlappingPolicy
+from drivers.door import DEFAULTS as DOOR_DEFAULTS
+from drivers.smoke import DEFAULTS as SMOKE_DEFAULTS
+from drivers.sos import DEFAULTS as SOS_DEFAULTS
 
 SENSOR_KINDS = ("sos_button", "door", "smoke")
 GPIO_BACKENDS = ("auto", "lgpio", "rpigpio", "native", "mock")
 PULLS = ("up", "down", "none")
 LEVELS = ("low", "high")
 MQTT_PROTOCOLS = ("3.1.1", "5")
-ALGORITHMS = ("EdDSA", "HS256")
 RESERVED_SENSOR_NAMES = ("agent",)
 MAX_BCM_PIN = 27
 #: longest device id or sensor name, and topic prefix (UTF-8 bytes). Both go into every
@@ -33,15 +44,18 @@ MAX_BCM_PIN = 27
 MAX_NAME_CHARS = 64
 MAX_TOPIC_PREFIX_BYTES = 128
 
+#: AWS IoT Core's payload limit (128 KB), the default of ``mqtt.max_payload_bytes``
+DEFAULT_MAX_PAYLOAD_BYTES = 131072
+
 #: Keys every sensor has, whatever its kind.
 COMMON_SENSOR_KEYS = ("name", "kind", "pin", "pull", "active", "flapping")
 
 #: Each kind's own timing keys and their defaults (docs/spec.md §3 and §10).
+#: The drivers own them: a driver used on its own has the same defaults as the config.
 KIND_DEFAULTS: Mapping[str, Mapping[str, float]] = {
-    "sos_button": {"debounce_ms": 30, "hold_ms": 0},
-    "door": {"open_ms": 500, "close_ms": 1000},
-    "smoke": {"confirm_ms": 1000, "pulse_ms": 50, "pulses": 3, "pulse_window_s": 10.0,
-              "clear_ms": 15000},
+    "sos_button": SOS_DEFAULTS,
+    "door": DOOR_DEFAULTS,
+    "smoke": SMOKE_DEFAULTS,
 }
 
 #: The level that means pressed / open / alarm when ``active:`` is omitted (docs/spec.md §10).
@@ -49,23 +63,14 @@ DEFAULT_ACTIVE = {"sos_button": "low", "door": "high", "smoke": "low"}
 DEFAULT_PULL = "up"
 
 
-@dataclass(frozen=True)
-class FlappingConfig:
-    """``max_edges`` raw edges within ``window_s`` seconds = flapping; over ``quiet_s`` after its last burst edge (docs/spec.md §3)."""
-
-    max_edges: int
-    window_s: float
-    quiet_s: float
-
-
 #: ``None`` = no flapping detection for that kind by default (smoke, docs/spec.md §3).
-DEFAULT_FLAPPING: Mapping[str, Optional[FlappingConfig]] = {
-    "sos_button": FlappingConfig(20, 10.0, 60.0),
-    "door": FlappingConfig(16, 10.0, 60.0),
+DEFAULT_FLAPPING: Mapping[str, Optional[FlappingPolicy]] = {
+    "sos_button": SOS_FLAPPING,
+    "door": DOOR_FLAPPING,
     "smoke": None,
 }
 #: What ``flapping: true`` or a partial mapping fills in for a kind whose default is off.
-FLAPPING_FALLBACK = FlappingConfig(16, 10.0, 60.0)
+FLAPPING_FALLBACK = DOOR_FLAPPING
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,7 @@ class SensorConfig:
     pulses: int = 0
     pulse_window_s: float = 0.0
     clear_ms: int = 0
-    flapping: Optional[FlappingConfig] = None
+    flapping: Optional[FlappingPolicy] = None
 
     @property
     def active_high(self) -> bool:
@@ -154,13 +159,13 @@ class MqttConfig:
     username: Optional[str] = None
     password_file: Optional[Path] = None
     allow_insecure: bool = False
-    ack_timeout_s: float = 20.0
-    max_inflight: int = 20
+    ack_timeout_s: float = WindowSettings.ack_timeout_s
+    max_inflight: int = WindowSettings.max_inflight
     #: publishes per second; None = no limit.
     max_publish_rate: Optional[float] = None
     #: project-added key: the broker's largest accepted payload (default AWS IoT Core's
     #: 128 KB); an event signed larger is still stored and sent, and logged as an error.
-    max_payload_bytes: int = 131072  # DEFAULT_MAX_PAYLOAD_BYTES
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
 
 
 @dataclass(frozen=True)
@@ -172,38 +177,10 @@ class SigningConfig:
 
 
 @dataclass(frozen=True)
-class BufferConfig:
-    max_events: int = 100000
-    max_mb: float = 64.0
-    min_free_mb: float = 50.0
-
-
-@dataclass(frozen=True)
 class CommandsConfig:
     enabled: bool = True
     algorithm: str = "EdDSA"
     key_file: Path = Path("/etc/homecare-agent/cloud-public.pem")
-
-
-@dataclass(frozen=True)
-class NightDoorRule:
-    enabled: bool = False
-    from_: str = "22:00"
-    to: str = "06:00"
-
-
-@dataclass(frozen=True)
-class InactivityRule:
-    enabled: bool = False
-    hours: float = 12.0
-    from_: str = "07:00"
-    to: str = "22:00"
-
-
-@dataclass(frozen=True)
-class CareConfig:
-    night_door: NightDoorRule = field(default_factory=NightDoorRule)
-    inactivity: InactivityRule = field(default_factory=InactivityRule)
 
 
 @dataclass(frozen=True)
@@ -217,9 +194,9 @@ class Config:
     outputs: OutputsConfig
     mqtt: MqttConfig
     signing: SigningConfig
-    buffer: BufferConfig
+    buffer: OutboxLimits
     commands: CommandsConfig
-    care: CareConfig
+    care: CareSettings
     heartbeat_s: int
     source: Path
     #: choices that are valid but may surprise (``validate`` prints them, exit 0)
@@ -233,13 +210,13 @@ class Config:
 
     def topic_events(self, sensor: str) -> str:
         """``{prefix}/events/{sensor}`` (docs/spec.md §5); ``sensor`` may be ``agent``."""
-        return f"{self.mqtt.topic_prefix}/events/{sensor}"
+        return events_topic(self.mqtt.topic_prefix, sensor)
 
     def topic_status(self) -> str:
-        return f"{self.mqtt.topic_prefix}/status"
+        return status_topic(self.mqtt.topic_prefix)
 
     def topic_commands(self) -> str:
-        return f"{self.mqtt.topic_prefix}/commands"
+        return commands_topic(self.mqtt.topic_prefix)
 
 
 DEFAULT_STATE_DIR = Path("/var/lib/homecare-agent")
@@ -248,7 +225,5 @@ DEFAULT_KEEPALIVE_S = 30
 DEFAULT_PROTOCOL = "5"
 PORT_TLS = 8883
 PORT_PLAIN = 1883
-#: AWS IoT Core's payload limit (128 KB), the default of ``mqtt.max_payload_bytes``
-DEFAULT_MAX_PAYLOAD_BYTES = 131072
 #: the most an MQTT packet can carry (remaining length 268,435,455)
 MQTT_MAX_PAYLOAD = 268435455

@@ -37,6 +37,8 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Union
 
+from drivers.events import is_event_type, is_name
+
 #: the schema version of the claims below (docs/spec.md §4 ``v``)
 SCHEMA_VERSION = 1
 
@@ -49,8 +51,6 @@ PRIORITIES = ("critical", "normal")
 #: the sensor name of the agent's own events (``buffer.evicted``, ``command.done`` ...)
 AGENT_SENSOR = "agent"
 
-_NAME_RE = re.compile(r"[A-Za-z0-9._-]+\Z")
-_TYPE_RE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+\Z")
 _TS_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z\Z")
 
 #: systemd-timesyncd creates this file once it has synchronised the clock
@@ -98,7 +98,7 @@ def _thaw(value: Any) -> Any:
 
 
 def _check_name(value: object, claim: str) -> None:
-    if not isinstance(value, str) or not _NAME_RE.match(value):
+    if not is_name(value):
         raise EventError(f"claim {claim!r} is {value!r}; it must be a non-empty string of "
                          "letters, digits, '.', '_' and '-'")
 
@@ -147,7 +147,7 @@ class Event:
         _check_ts(self.ts)
         if not isinstance(self.ts_sync, bool):
             raise EventError(f"claim 'ts_sync' is {self.ts_sync!r}; it must be true or false")
-        if not isinstance(self.type, str) or not _TYPE_RE.match(self.type):
+        if not is_event_type(self.type):
             raise EventError(f"claim 'type' is {self.type!r}; it must look like 'sos.pressed' "
                              "(lower-case words joined by dots)")
         _check_name(self.sensor, "sensor")

@@ -54,6 +54,7 @@ from agent.record.events import AGENT_SENSOR, Event, SeqSource, make_event
 from agent.outbox.memory import MemoryBuffer, MemoryRow
 from agent.outbox.store import Outbox, OutboxRow
 from agent.outbox.policy import EvictionReport
+from agent.wire import events_topic
 
 log = logging.getLogger("agent.events")
 
@@ -153,7 +154,7 @@ class Recorder:
         self.last_row_ids: dict[str, int] = {}
 
     def topic(self, sensor: str) -> str:
-        return f"{self.topic_prefix}/events/{sensor}"
+        return events_topic(self.topic_prefix, sensor)
 
     def record(self, recognised: Sequence[Recognised], *,
                settles: Optional[EvictionReport] = None) -> List[Event]:

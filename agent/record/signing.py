@@ -38,7 +38,7 @@ import hashlib
 import json
 import os
 import re
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import jwt
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -48,9 +48,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from agent.errors import AgentError, ConfigError
 from agent.record.events import Event, EventError
 from agent.files.secrets import PathLike, read_secret_file
+from agent.wire import ALGORITHMS, JsonRefused, strict_json
 
 TYP = "homecare-event+jwt"
-ALGORITHMS = ("EdDSA", "HS256")
 MIN_SECRET_BYTES = 32
 
 _B64URL_RE = re.compile(r"[A-Za-z0-9_-]*\Z")
@@ -260,27 +260,11 @@ class Signer:
 
 # --- verifying ---------------------------------------------------------------------
 
-def _reject_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
-    result: Dict[str, Any] = {}
-    for name, value in pairs:
-        if name in result:
-            raise TokenError(f"duplicate JSON member {name!r}")
-        result[name] = value
-    return result
-
-
 def _strict_json(raw: bytes, part: str) -> Any:
     try:
-        return json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicates,
-                          parse_constant=_refuse_constant)
-    except TokenError as exc:
-        raise TokenError(f"the {part} has a {exc.message}") from None
-    except (UnicodeDecodeError, ValueError):
-        raise TokenError(f"the {part} is not JSON") from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+        return strict_json(raw)
+    except JsonRefused as exc:
+        raise TokenError(f"the {part} {exc}") from None
 
 
 class Verifier:

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, rsa, x25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent.remote.policy import ALGORITHMS
+from agent.wire import ALGORITHMS
 from agent.files.secrets import read_secret_file
 from agent.errors import ConfigError, SecretFileError
 

@@ -63,11 +63,12 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
-import json
 import types
 from dataclasses import dataclass, field
 from typing import (Any, Callable, Deque, Dict, FrozenSet, Iterable, List, Mapping,
                     Optional, Tuple)
+
+from agent.wire import ALGORITHMS, JsonRefused, strict_json
 
 #: largest MQTT payload looked at, in bytes (docs/spec.md §7)
 MAX_PAYLOAD_BYTES = 4096
@@ -79,8 +80,6 @@ SEEN_CAPACITY = 1000
 COMMAND_TYP = "homecare-command+jwt"
 #: commands the agent carries out (docs/spec.md §7)
 ALLOWED_COMMANDS: FrozenSet[str] = frozenset({"ack", "ping", "locate"})
-#: algorithms ``commands.algorithm`` may name
-ALGORITHMS: FrozenSet[str] = frozenset({"EdDSA", "HS256"})
 
 TOO_LARGE = "too_large"
 MALFORMED = "malformed"
@@ -161,19 +160,6 @@ class _Malformed(ValueError):
     """Internal: the payload is not a well-formed command token."""
 
 
-def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
-    obj: Dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _Malformed(f"duplicate member name {key!r}")
-        obj[key] = value
-    return obj
-
-
-def _no_constants(name: str) -> Any:
-    raise _Malformed(f"{name} is not JSON")
-
-
 def _b64url_decode(segment: bytes) -> bytes:
     """Strict RFC 7515 base64url: alphabet only, no padding, canonical trailing bits."""
     if not _B64URL.issuperset(segment) or len(segment) % 4 == 1:
@@ -190,9 +176,8 @@ def _b64url_decode(segment: bytes) -> bytes:
 def _json_object(raw: bytes) -> Dict[str, Any]:
     """A JSON object from UTF-8 bytes; duplicates, NaN/Infinity and non-objects refused."""
     try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                           parse_constant=_no_constants)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        value = strict_json(raw)
+    except JsonRefused as exc:
         raise _Malformed("not a JSON object") from exc
     if not isinstance(value, dict):
         raise _Malformed("not a JSON object")

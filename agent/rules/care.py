@@ -61,6 +61,7 @@ from agent.errors import ConfigError
 
 __all__ = [
     "ACTIVITY_TYPES",
+    "MAX_HOURS",
     "CareEvent",
     "CareRules",
     "CareSettings",
@@ -76,7 +77,8 @@ ACTIVITY_TYPES = frozenset(
 )
 
 _HHMM = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
-_MAX_HOURS = 168.0  # one week of daytime hours; more is almost surely a typo
+#: the most ``care.inactivity.hours``: one week of daytime hours; more is almost surely a typo
+MAX_HOURS = 168.0
 _TOLERANCE_S = 1e-3  # float slack when comparing a deadline with `now`
 _MAX_DAYS = 200_000  # guard for loops stepping day by day (~550 years)
 
@@ -137,11 +139,11 @@ class InactivitySettings:
     def __post_init__(self) -> None:
         _check_enabled(self.enabled, "care.inactivity")
         if (isinstance(self.hours, bool) or not isinstance(self.hours, (int, float))
-                or not 0 < self.hours <= _MAX_HOURS):
+                or not 0 < self.hours <= MAX_HOURS):
             raise ConfigError(
                 f"care.inactivity.hours: {self.hours!r} is out of range",
                 hint=f"give the daytime hours without activity before an alert, "
-                     f"a number above 0 and at most {_MAX_HOURS:g} (e.g. 12)",
+                     f"a number above 0 and at most {MAX_HOURS:g} (e.g. 12)",
             )
         _parse_hhmm(self.from_, "care.inactivity.from")
         _parse_hhmm(self.to, "care.inactivity.to")
@@ -155,13 +157,15 @@ class CareSettings:
     inactivity: InactivitySettings = field(default_factory=InactivitySettings)
 
     def __post_init__(self) -> None:
+        n, i = NightDoorSettings, InactivitySettings   # the examples are the defaults
         if not isinstance(self.night_door, NightDoorSettings):
             raise ConfigError(f"care.night_door: {self.night_door!r} is not a night-door setting",
-                              hint='write e.g. night_door: {enabled: true, from: "22:00", to: "06:00"}')
+                              hint=f'write e.g. night_door: {{enabled: true, from: "{n.from_}", '
+                                   f'to: "{n.to}"}}')
         if not isinstance(self.inactivity, InactivitySettings):
             raise ConfigError(f"care.inactivity: {self.inactivity!r} is not an inactivity setting",
-                              hint='write e.g. inactivity: {enabled: true, hours: 12, '
-                                   'from: "07:00", to: "22:00"}')
+                              hint=f'write e.g. inactivity: {{enabled: true, hours: {i.hours:g}, '
+                                   f'from: "{i.from_}", to: "{i.to}"}}')
 
 
 # --------------------------------------------------------------------------- events

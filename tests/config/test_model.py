@@ -7,7 +7,7 @@ from typing import Dict, List, Optional
 import pytest
 
 from agent.config.model import Config, ConfigProblems, Problem, load_config, parse_config
-from agent.config.schema import FlappingConfig
+from drivers.debounce import FlappingPolicy
 from agent.errors import ConfigError
 from tests.helpers import REPO, run_cli
 
@@ -216,7 +216,7 @@ def test_defaults_are_spec_section_10() -> None:
     assert (c.gpio.chip, c.gpio.board_revision) == (None, None)
     s = c.sensors[0]
     assert (s.pull, s.active, s.debounce_ms, s.hold_ms) == ("up", "low", 30, 0)
-    assert s.flapping == FlappingConfig(20, 10, 60)
+    assert s.flapping == FlappingPolicy(20, 10, 60)
     assert s.timing() == {"debounce_ms": 30, "hold_ms": 0}
     assert c.outputs.buzzer is None and c.outputs.led is None
     m = c.mqtt
@@ -245,7 +245,7 @@ def test_kind_defaults_door_and_smoke() -> None:
                         "  - {name: k, kind: smoke, pin: 22}\nmqtt:")
     door, smoke = ok(text).sensors[1:]
     assert (door.active, door.open_ms, door.close_ms) == ("high", 500, 1000)
-    assert door.flapping == FlappingConfig(16, 10, 60)
+    assert door.flapping == FlappingPolicy(16, 10, 60)
     assert door.timing() == {"open_ms": 500, "close_ms": 1000}
     assert (smoke.active, smoke.confirm_ms, smoke.pulse_ms, smoke.pulses, smoke.pulse_window_s,
             smoke.clear_ms) == ("low", 1000, 50, 3, 10, 15000)
@@ -254,19 +254,19 @@ def test_kind_defaults_door_and_smoke() -> None:
 
 @pytest.mark.parametrize("value,expected", [
     ("false", None),
-    ("true", FlappingConfig(20, 10, 60)),
-    ("{max_edges: 5}", FlappingConfig(5, 10, 60)),
-    ("{quiet_s: 2.5}", FlappingConfig(20, 10, 2.5)),
-    ("null", FlappingConfig(20, 10, 60)),
+    ("true", FlappingPolicy(20, 10, 60)),
+    ("{max_edges: 5}", FlappingPolicy(5, 10, 60)),
+    ("{quiet_s: 2.5}", FlappingPolicy(20, 10, 2.5)),
+    ("null", FlappingPolicy(20, 10, 60)),
 ])
-def test_flapping_forms(value: str, expected: Optional[FlappingConfig]) -> None:
+def test_flapping_forms(value: str, expected: Optional[FlappingPolicy]) -> None:
     c = ok(BASE.replace("pin: 17}", f"pin: 17, flapping: {value}}}"))
     assert c.sensors[0].flapping == expected
 
 
 def test_smoke_flapping_true_uses_fallback() -> None:
     c = ok(BASE.replace("kind: sos_button", "kind: smoke").replace("pin: 17}", "pin: 17, flapping: true}"))
-    assert c.sensors[0].flapping == FlappingConfig(16, 10, 60)
+    assert c.sensors[0].flapping == FlappingPolicy(16, 10, 60)
 
 
 def test_plaintext_port_and_loopback_and_allow_insecure() -> None:

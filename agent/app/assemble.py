@@ -1,0 +1,65 @@
+"""The runtime pieces made from the checked config, each in this one place.
+
+Most pieces take their config value as it is (``config.buffer`` is the outbox's
+``OutboxLimits``, ``config.care`` the rules' ``CareSettings``, a sensor's ``flapping``
+the drivers' ``FlappingPolicy``). What is left to build is here: the publisher's
+``LinkSettings`` (it also holds the password read from its file, which the config never
+does), the care rules with their time zone, and a sensor's state machine.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone, tzinfo
+from typing import Callable, Mapping, Optional, Union
+
+from agent.config.schema import Config, SensorConfig
+from agent.delivery.publisher import LinkSettings, TlsSettings
+from agent.delivery.window import WindowSettings
+from agent.rules.care import CareRules
+from drivers.door import DoorContact
+from drivers.smoke import SmokeDetector
+from drivers.sos import SosButton
+
+Machine = Union[SosButton, DoorContact, SmokeDetector]
+
+#: the state machine of each config ``kind``
+MACHINES: Mapping[str, Callable[..., Machine]] = {
+    "sos_button": SosButton, "door": DoorContact, "smoke": SmokeDetector}
+
+
+def state_machine(sensor: SensorConfig) -> Machine:
+    """A new state machine for ``sensor``, with its kind's timing and its flapping policy."""
+    return MACHINES[sensor.kind](sensor.name, flapping=sensor.flapping, **sensor.timing())
+
+
+def link_settings(config: Config, password: Optional[str]) -> LinkSettings:
+    """The publisher's settings: ``config.mqtt``, ``commands.enabled`` and the password."""
+    m = config.mqtt
+    tls = None if m.tls is None else TlsSettings(
+        ca_file=m.tls.ca_file, cert_file=m.tls.cert_file, key_file=m.tls.key_file,
+        verify=not m.tls.insecure_skip_verify)
+    return LinkSettings(
+        host=m.host, port=m.port, client_id=m.client_id, topic_prefix=m.topic_prefix,
+        protocol=m.protocol, keepalive_s=m.keepalive_s, tls=tls, username=m.username,
+        password=password, subscribe_commands=config.commands.enabled,
+        window=WindowSettings(max_inflight=m.max_inflight, ack_timeout_s=m.ack_timeout_s,
+                              max_publish_rate=m.max_publish_rate))
+
+
+def care_rules(config: Config) -> Optional[CareRules]:
+    """The care rules in ``device.timezone`` (else the system's zone); None when both are off."""
+    care = config.care
+    if not (care.night_door.enabled or care.inactivity.enabled):
+        return None
+    return CareRules(care, _time_zone(config.device.timezone))
+
+
+def _time_zone(name: Optional[str]) -> tzinfo:
+    from zoneinfo import ZoneInfo
+
+    if name:
+        return ZoneInfo(name)
+    try:  # the system's zone, with its DST rules (not just today's offset)
+        with open("/etc/localtime", "rb") as f:
+            return ZoneInfo.from_file(f, key="localtime")
+    except (OSError, ValueError):
+        return datetime.now().astimezone().tzinfo or timezone.utc  # always aware, in fact
