@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.cli.keygen import write_new_secret_file
 from agent.config.model import Config, load_config
 from agent.errors import ConfigError
+from agent.record.events import Event
 from drivers.timeline import parse_timeline
 
 #: the scenario, in timeline seconds (docs/spec.md §8 format)
@@ -71,14 +72,11 @@ def broker_answers(host: str, port: int) -> bool:
         return False
 
 
-class _EventPrinter(logging.Handler):
-    """Prints each event as the agent signs and stores it."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.msg.startswith("event ") and record.args and len(record.args) >= 4:
-            args: Tuple[Any, ...] = tuple(record.args)
-            print(f"  signed+stored  {args[0]:<18} sensor={args[1]:<14} seq={args[2]:<5} "
-                  f"{args[3]}", flush=True)
+def print_recorded(events: Sequence[Event]) -> None:
+    """The recorder's observer: one line per event, once the agent has signed and stored it."""
+    for event in events:
+        print(f"  signed+stored  {event.type:<18} sensor={event.sensor:<14} seq={event.seq:<5} "
+              f"{event.prio}", flush=True)
 
 
 class CareCentre:
@@ -166,9 +164,6 @@ def main(args: argparse.Namespace) -> int:
               f"{args.speed:g}x speed\n", flush=True)
         logging.getLogger("agent").setLevel(logging.WARNING)
         logging.getLogger("agent.record.counters").setLevel(logging.ERROR)   # a fresh folder is expected
-        logging.getLogger("agent.record.events").setLevel(logging.INFO)
-        logging.getLogger("agent.record.events").propagate = False
-        logging.getLogger("agent.record.events").addHandler(_EventPrinter())
         centre = None
         if online:
             key = load_signing_key(folder / "device-key.pem")
@@ -176,6 +171,7 @@ def main(args: argparse.Namespace) -> int:
                                 key.public_key(), cloud_key, config.device.id)  # type: ignore[union-attr]
         entries = parse_timeline(SCENARIO, "demo scenario", [s.name for s in config.sensors])
         sim = Simulation(config, entries, speed=args.speed)
+        sim.agent.loop.recorder.on_recorded = print_recorded
         if not online:
             logging.getLogger("agent.delivery.publisher").setLevel(logging.ERROR)
         result = sim.run(timeout_s=40.0, wait_for_delivery=online)

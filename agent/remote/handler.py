@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol
 
 from agent.remote.policy import CommandPolicy, RejectionLimiter, SeenCommands
 from agent.remote.seen import CommandStore
-from agent.record.recorder import AgentEvent
+from agent.record.recognised import AgentEvent
 
 log = logging.getLogger("agent.commands")
 

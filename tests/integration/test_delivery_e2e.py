@@ -29,7 +29,8 @@ from agent.record.counters import Counters
 from agent.delivery.window import WindowSettings
 from agent.outbox.store import Outbox, OutboxRow
 from agent.outbox.policy import OutboxLimits
-from agent.record.recorder import AgentEvent, Clocks, OutboxSource, Recorder
+from agent.outbox.source import OutboxSource
+from agent.record.recorder import AgentEvent, Clocks, Recorder
 from agent.delivery.publisher import LinkSettings, Publisher, TlsSettings
 from agent.record.signing import Signer, Verifier
 from drivers.events import SensorEvent
