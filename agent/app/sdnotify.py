@@ -19,7 +19,6 @@ class Notifier:
     """Sends state lines to systemd's notify socket (or nowhere, if there is none)."""
 
     def __init__(self, address: Optional[str], *, watchdog_usec: Optional[int] = None) -> None:
-        self._address = address
         self._sock: Optional[socket.socket] = None
         self.watchdog_usec = watchdog_usec
         if address:
