@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import AbstractSet, Any, Dict, List, Optional, Sequence, Set, Tuple
 
-from agent.outbox.memory import MemoryBuffer, MemoryRow
+from agent.outbox.memory import MemoryBuffer, memory_key
 from agent.outbox.store import Outbox, OutboxRow
 
 log = logging.getLogger(__name__)
@@ -66,12 +66,10 @@ class EventSource:
         self._read_failed = False
 
     # -- the loop's side ----------------------------------------------------------------
-    def hold(self, row: OutboxRow) -> Tuple[RowId, List[MemoryRow]]:
+    def hold(self, row: OutboxRow) -> Tuple[RowId, List[OutboxRow]]:
+        """Keep a signed row in memory; returns its (negative) key and what gave way."""
         with self._lock:
-            kept, evicted = self._memory.add(
-                seq=row.seq, critical=row.critical, topic=row.topic, payload=row.payload,
-                jti=row.jti, sensor=row.sensor, type=row.type, created=row.created)
-        return kept.row_id, evicted
+            return self._memory.add(row)
 
     def memory_depth(self) -> int:
         with self._lock:
@@ -91,17 +89,16 @@ class EventSource:
         if not rows:
             outbox.set_meta(PROBE_KEY, "ok")
             return {}
-        stored = outbox.put([OutboxRow(seq=r.seq, critical=r.critical, topic=r.topic,
-                                       payload=r.payload, jti=r.jti, sensor=r.sensor,
-                                       type=r.type, created=r.created) for r in rows])
+        stored = outbox.put([replace(r, row_id=None) for r in rows])
         delivered_meanwhile: List[RowId] = []
         with self._lock:
             for old, new in zip(rows, stored.rows):
                 assert new.row_id is not None
-                if self._memory.ack([old.row_id]) == 0:
+                key = memory_key(old)
+                if self._memory.ack([key]) == 0:
                     delivered_meanwhile.append(new.row_id)   # PUBACKed while we stored it
                 else:
-                    self._moved[old.row_id] = new.row_id
+                    self._moved[key] = new.row_id
         if delivered_meanwhile:
             self.ack(delivered_meanwhile)
         return {old.jti: new.row_id for old, new in zip(rows, stored.rows)
@@ -139,7 +136,7 @@ class EventSource:
                     self._read_failed = True
                     log.error("cannot read the outbox (%s); sending what memory holds", exc)
         with self._lock:
-            held = [(r.critical, r.seq, SourceRow(r.row_id, r.topic, r.payload))
+            held = [(r.critical, r.seq, SourceRow(memory_key(r), r.topic, r.payload))
                     for r in self._memory.next_batch(limit, exclude)]
         # critical first; memory before disk within a lane; then seq
         merged = sorted([(not c, 0, q, row) for c, q, row in held]
