@@ -5,6 +5,7 @@ import pytest
 
 from agent.outbox.memory import MemoryBuffer, memory_key
 from agent.outbox.rows import OutboxRow
+from tests.helpers import IO_MODULES, top_level_imports
 
 
 def add(buf: MemoryBuffer, seq: int, critical: bool, payload: bytes = b"x" * 10):  # type: ignore[no-untyped-def]
@@ -92,15 +93,6 @@ def test_a_held_row_is_the_signed_row_under_a_negative_key_never_an_outbox_id() 
 
 
 def test_the_module_stays_sans_io() -> None:
-    import ast
-    from pathlib import Path
-
     import agent.outbox.memory as module
-    tree = ast.parse(Path(module.__file__).read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom)}
-    forbidden = {"jwt", "cryptography", "time", "threading", "sqlite3", "socket", "os", "paho",
-                 "gpiozero"}
-    assert not imported & forbidden, imported & forbidden
+    imported = top_level_imports(module)
+    assert imported and not imported & IO_MODULES, imported & IO_MODULES
