@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -32,6 +32,9 @@ from agent.config.model import Config, load_config
 from agent.errors import ConfigError
 from agent.record.events import Event
 from drivers.timeline import parse_timeline
+
+if TYPE_CHECKING:
+    from agent.sim.simulation import SimulationResult
 
 #: the scenario, in timeline seconds (docs/spec.md §8 format)
 SCENARIO = """
@@ -149,6 +152,20 @@ def prepare(folder: Path, broker: str) -> Tuple[Config, Ed25519PrivateKey]:
     return dataclasses.replace(config, mqtt=mqtt), cloud_key
 
 
+def print_summary(result: "SimulationResult", centre: Optional[CareCentre], led: str) -> None:
+    print()
+    print(f"summary: {result.recorded} events signed and stored; {result.delivered} "
+          f"delivered (PUBACK); {result.buffered} still buffered on disk")
+    if centre is not None:
+        print(f"         the care centre verified {len(centre.received)} events and "
+              f"{'acknowledged the alarms' if centre.acked.is_set() else 'saw no alarm'}")
+    else:
+        print("         no broker: a real gateway keeps these until the broker is back "
+              "(start one with `mosquitto` and run the demo again to see delivery)")
+    print(f"         the gateway's LED shows: {_LED_WORDS.get(led, led)}")
+    print("         (ts of each event is scenario time on a virtual clock; seq only ever grows)")
+
+
 def main(args: argparse.Namespace) -> int:
     from agent.record.signing import load_signing_key
     from agent.sim.simulation import Simulation
@@ -175,21 +192,10 @@ def main(args: argparse.Namespace) -> int:
         if not online:
             logging.getLogger("agent.delivery.publisher").setLevel(logging.ERROR)
         result = sim.run(timeout_s=40.0, wait_for_delivery=online)
-        led = sim.agent.feedback.phase
         if centre is not None:
             time.sleep(0.3)   # the last PUBACKed events reach the care centre's client
             centre.close()
-        print()
-        print(f"summary: {result.recorded} events signed and stored; {result.delivered} "
-              f"delivered (PUBACK); {result.buffered} still buffered on disk")
-        if centre is not None:
-            print(f"         the care centre verified {len(centre.received)} events and "
-                  f"{'acknowledged the alarms' if centre.acked.is_set() else 'saw no alarm'}")
-        else:
-            print("         no broker: a real gateway keeps these until the broker is back "
-                  "(start one with `mosquitto` and run the demo again to see delivery)")
-        print(f"         the gateway's LED shows: {_LED_WORDS.get(led, led)}")
-        print("         (ts of each event is scenario time on a virtual clock; seq only ever grows)")
+        print_summary(result, centre, sim.agent.feedback.phase)
         return 0
     finally:
         shutil.rmtree(folder, ignore_errors=True)
