@@ -61,7 +61,7 @@ class Owner(threading.Thread):
         self.closed = False
         self.commits = 0
         self._lock = threading.Lock()
-        self._synchronous = "FULL"  # what outbox_file.connect() set
+        self._synchronous = "FULL"  # what agent.outbox.file.connect() set
 
     def submit(self, fn: Callable[[sqlite3.Connection], T], *,
                durable: bool = True, alarm_bytes: int = 0) -> "Future[T]":

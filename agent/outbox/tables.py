@@ -4,7 +4,8 @@
 counters' mark, free disk) next to the SQL that changes it, so the two change together
 and a failed request restores both (``state`` is replaced by a copy taken before).
 Each method takes the connection and runs in the transaction the owner
-(``agent/outbox/owner.py``) has open; none commits.
+(``agent/outbox/owner.py``) has open, and does not commit; only :meth:`Tables.load_state`,
+at open, runs a transaction of its own.
 
 Evictions are counted in the ``meta`` table (``outbox.evicted_totals``), and what has not
 been reported yet (``outbox.pending_evictions``) survives a restart; ``settles`` of a
