@@ -427,6 +427,28 @@ def _parse(out: str, boots: Dict[int, List[Tuple[str, int]]]) -> int:
     return boot
 
 
+def kill_at_random(proc: "subprocess.Popen[str]", rng: random.Random, *,
+                   live_s: Tuple[float, float], what: str,
+                   toggle: Optional[Callable[[], None]] = None, toggle_s: float = 0.5) -> str:
+    """SIGKILL ``proc`` at a random moment of ``live_s`` (it must not exit by itself
+    before); with ``toggle``, call it first and kill within ``toggle_s`` of it. Returns
+    what the process wrote to stdout."""
+    try:
+        proc.wait(timeout=rng.uniform(*live_s))   # a random moment to die
+        pytest.fail(f"{what} exited by itself (status {proc.returncode})")
+    except subprocess.TimeoutExpired:
+        pass
+    if toggle is not None:
+        toggle()
+        try:
+            proc.wait(timeout=rng.uniform(0.0, toggle_s))
+        except subprocess.TimeoutExpired:
+            pass
+    proc.kill()
+    out, _ = proc.communicate(timeout=10)
+    return str(out or "")
+
+
 class _Cloud:
     """Subscribers across broker restarts, and a barrier to flush what the broker holds."""
 
@@ -496,19 +518,9 @@ def test_kill_9_at_random_moments_loses_no_committed_event(
 
             for k in range(22):
                 proc = run()
-                try:
-                    proc.wait(timeout=rng.uniform(0.2, 1.4))   # a random moment to die
-                    pytest.fail(f"stream_agent exited by itself (status {proc.returncode})")
-                except subprocess.TimeoutExpired:
-                    pass
-                if k % 3 == 1:                  # broker down or up while the agent runs
-                    cloud.toggle()
-                    try:
-                        proc.wait(timeout=rng.uniform(0.0, 0.5))
-                    except subprocess.TimeoutExpired:
-                        pass
-                proc.kill()
-                out, _ = proc.communicate(timeout=10)
+                # broker down or up while the agent runs, every third kill
+                out = kill_at_random(proc, rng, live_s=(0.2, 1.4), what="stream_agent",
+                                     toggle=cloud.toggle if k % 3 == 1 else None, toggle_s=0.5)
                 kills += 1
                 boot = _parse(out, boots)
                 if boot >= 0:
