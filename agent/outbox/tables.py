@@ -37,9 +37,10 @@ from agent.outbox.rows import (DAMAGE_SQL, SELECT_ROWS, Damage, LaneStats, Outbo
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_PENDING_KEY = "outbox.pending_evictions"
-_EVICTED_KEY = "outbox.evicted_totals"
-_MARK_KEY = "outbox.mark"
+#: the outbox's own meta keys (``status`` reads EVICTED_KEY from the file, read-only)
+PENDING_KEY = "outbox.pending_evictions"
+EVICTED_KEY = "outbox.evicted_totals"
+MARK_KEY = "outbox.mark"
 
 
 @dataclass
@@ -79,9 +80,9 @@ class Tables:
                                    " WHERE damage IS NOT NULL").fetchall()
             if damaged:
                 self.quarantine_rows(conn, [(int(i), str(why)) for i, why in damaged])
-            pending = self._checked_meta(conn, _PENDING_KEY, _pending_of)
-            evicted = self._checked_meta(conn, _EVICTED_KEY, _evicted_of)
-            mark = self._checked_meta(conn, _MARK_KEY, _mark_of)
+            pending = self._checked_meta(conn, PENDING_KEY, _pending_of)
+            evicted = self._checked_meta(conn, EVICTED_KEY, _evicted_of)
+            mark = self._checked_meta(conn, MARK_KEY, _mark_of)
             conn.execute("COMMIT")
         except BaseException:
             rollback(conn)
@@ -141,7 +142,7 @@ class Tables:
         pending = state.pending if settles is None else (
             None if state.pending is None else state.pending.minus(settles))
         if pending != state.pending:
-            _set_meta_json(conn, _PENDING_KEY, None if pending is None else pending.as_data())
+            _set_meta_json(conn, PENDING_KEY, None if pending is None else pending.as_data())
             state.pending = pending
         if evicted is not None:
             self.count_evictions(conn, evicted)
@@ -152,9 +153,9 @@ class Tables:
         state = self.state
         state.evicted = (state.evicted[0] + evicted.normal_count,
                          state.evicted[1] + evicted.critical_count)
-        _set_meta_json(conn, _EVICTED_KEY, {"normal": state.evicted[0], "critical": state.evicted[1]})
+        _set_meta_json(conn, EVICTED_KEY, {"normal": state.evicted[0], "critical": state.evicted[1]})
         state.pending = evicted.merge(state.pending)
-        _set_meta_json(conn, _PENDING_KEY, state.pending.as_data())
+        _set_meta_json(conn, PENDING_KEY, state.pending.as_data())
 
     def _raise_mark(self, conn: sqlite3.Connection, rows: Tuple[OutboxRow, ...]) -> None:
         """Keep ``outbox.mark`` at the highest (seq, boot) stored (the counters' floor)."""
@@ -164,7 +165,7 @@ class Tables:
         mark = (max(self.state.mark[0], newest.seq),
                 max(self.state.mark[1], boot_of(newest.payload)))
         if mark != self.state.mark:
-            _set_meta_json(conn, _MARK_KEY, {"seq": mark[0], "boot": mark[1]})
+            _set_meta_json(conn, MARK_KEY, {"seq": mark[0], "boot": mark[1]})
             self.state.mark = mark
 
     def evict(self, conn: sqlite3.Connection, normal: int,
@@ -283,12 +284,12 @@ def _lane_totals(conn: sqlite3.Connection) -> Totals:
 
 
 def _pending_of(conn: sqlite3.Connection) -> Optional[EvictionReport]:
-    found = _meta_json(conn, _PENDING_KEY)
+    found = _meta_json(conn, PENDING_KEY)
     return None if found is None else EvictionReport.from_data(found)
 
 
 def _evicted_of(conn: sqlite3.Connection) -> Tuple[int, int]:
-    found = _meta_json(conn, _EVICTED_KEY) or {"normal": 0, "critical": 0}
+    found = _meta_json(conn, EVICTED_KEY) or {"normal": 0, "critical": 0}
     counts = (found["normal"], found["critical"])
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
         raise ValueError(f"not two counts >= 0: {found}")
@@ -351,7 +352,7 @@ def _floor_of_file(path: Path) -> Tuple[int, int]:
 
 def _mark_of(conn: sqlite3.Connection) -> Tuple[int, int]:
     """``outbox.mark`` as ``(seq, boot)``; ValueError if it is damaged, (0, 0) if absent."""
-    found = _meta_json(conn, _MARK_KEY)
+    found = _meta_json(conn, MARK_KEY)
     if found is None:
         return 0, 0
     seq, boot = found.get("seq"), found.get("boot")
