@@ -190,7 +190,7 @@ def main(args: argparse.Namespace) -> int:
         sim = Simulation(config, entries, speed=args.speed)
         sim.agent.loop.recorder.on_recorded = print_recorded
         if not online:
-            logging.getLogger("agent.delivery.publisher").setLevel(logging.ERROR)
+            logging.getLogger("agent.publisher").setLevel(logging.ERROR)
         result = sim.run(timeout_s=40.0, wait_for_delivery=online)
         if centre is not None:
             time.sleep(0.3)   # the last PUBACKed events reach the care centre's client

@@ -45,7 +45,7 @@ from agent.delivery.window import DeliveryWindow, OversizePacket, ReconnectBacko
 #: LinkSettings, TlsSettings and LinkStatus live in link.py; importable from here too
 __all__ = ["Publisher", "LinkSettings", "TlsSettings", "LinkStatus", "MAX_INCOMING_PACKET"]
 
-log = logging.getLogger("agent.delivery.publisher")
+log = logging.getLogger("agent.publisher")
 
 #: after a retained oversized command came twice in a row, stay unsubscribed this long
 OVERSIZE_UNSUBSCRIBED_S = 600.0

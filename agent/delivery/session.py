@@ -33,7 +33,7 @@ from agent.delivery.link import LinkSettings, RowLike, RowSource, StatusBoard, r
 from agent.delivery.window import DeliveryWindow, ReconnectBackoff
 
 #: the publisher's journal lines, whichever of its modules writes them
-log = logging.getLogger("agent.delivery.publisher")
+log = logging.getLogger("agent.publisher")
 
 #: MQTT 5 session expiry: the broker keeps our subscription (and queues commands sent
 #: while we are offline) this long; a command lives at most 10 minutes (docs/spec.md §7).

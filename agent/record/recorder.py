@@ -56,7 +56,7 @@ from agent.record.recognised import AgentEvent, Recognised
 #: AgentEvent and Recognised are also importable from here (their home: recognised.py)
 __all__ = ["Recorder", "Clocks", "TokenSigner", "AgentEvent", "Recognised"]
 
-log = logging.getLogger("agent.record.events")
+log = logging.getLogger("agent.events")
 
 #: at most one ``buffer.evicted`` report per this many seconds
 EVICTION_REPORT_INTERVAL_S = 60.0

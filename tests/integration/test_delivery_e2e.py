@@ -192,12 +192,12 @@ def test_5000_acl_refused_rows_cost_little_cpu_and_one_log_line_per_round(
     settings = replace(link(broker, broker.plain_port),
                        window=WindowSettings(max_inflight=20, ack_timeout_s=5.0, retry_rejected_s=60.0))
     cpu0 = time.process_time()
-    with caplog.at_level("ERROR", logger="agent.delivery.publisher"):
+    with caplog.at_level("ERROR", logger="agent.publisher"):
         stack = make_stack(settings, outbox=box)
         wait_until(lambda: stack.publisher.status.rejected >= n, timeout=30, what="5,000 refusals",
                    interval=0.05)
         cpu = time.process_time() - cpu0
-        errors = [r for r in caplog.records if r.name == "agent.delivery.publisher" and r.levelno >= 40]
+        errors = [r for r in caplog.records if r.name == "agent.publisher" and r.levelno >= 40]
     assert len(errors) == 1 and "broker refused" in errors[0].getMessage()
     assert cpu < 2.5, f"{cpu:.2f} s of CPU for one round of {n} refusals"
     status = stack.publisher.status

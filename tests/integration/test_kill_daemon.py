@@ -40,7 +40,7 @@ from tests.integration.test_delivery_e2e import _Cloud, kill_at_random
 pytestmark = pytest.mark.broker
 
 #: the committed-event line of agent/record/recorder.py Recorder.record
-EVENT_LINE = re.compile(r"agent\.record\.events: event (?P<type>\S+) sensor=(?P<sensor>\S+) "
+EVENT_LINE = re.compile(r"agent\.events: event (?P<type>\S+) sensor=(?P<sensor>\S+) "
                         r"seq=(?P<seq>\d+) prio=\S+ ts=\S+ jti=(?P<jti>[0-9a-f-]{36}) "
                         r"data=(?P<data>.*)$")
 BOOT = re.compile(r'"boot":(\d+)')
