@@ -24,7 +24,7 @@ from typing import Any, Dict, Optional
 from agent.config.model import load_config
 from agent.app.daemon import OUTBOX_FILE, STATUS_FILE
 from agent.errors import OutboxError
-from agent.delivery.link import reason_name
+from agent.delivery.publisher import reason_name
 
 
 _UNREADABLE_HINT = ("run `homecare-agent status` as the service's user or with sudo "

@@ -5,7 +5,7 @@
 to (the outbox through ``agent/outbox/source.py``); :class:`LinkStatus` is the frozen
 snapshot of the link that ``status`` and heartbeats read, kept on a :class:`StatusBoard`
 that only the publisher's thread changes. Config and ``status`` import this module, not
-paho.
+paho (reason codes by name: ``agent/delivery/reasons.py``).
 """
 from __future__ import annotations
 
@@ -135,12 +135,3 @@ def status_payload(client_id: str, version: str, state: str, at: float) -> bytes
     body = {"state": state, "client_id": client_id, "version": version, "at": int(at)}
     return json.dumps(body, separators=(",", ":")).encode("ascii")
 
-
-def reason_name(code: int) -> str:
-    """The MQTT 5 name of a failure reason code, for logs and ``status``."""
-    names = {0x80: "unspecified error", 0x83: "implementation specific error",
-             0x84: "unsupported protocol version", 0x85: "client identifier not valid",
-             0x86: "bad user name or password", 0x87: "not authorized",
-             0x88: "server unavailable", 0x89: "server busy", 0x8A: "banned",
-             0x90: "topic name invalid", 0x97: "quota exceeded", 0x99: "payload format invalid"}
-    return names.get(code, f"reason 0x{code:02x}")

@@ -39,11 +39,14 @@ from typing import Callable, Optional, Sequence
 
 from agent.delivery.client import MAX_INCOMING_PACKET, LinkDown, Notes, new_client
 from agent.delivery.link import LinkSettings, LinkStatus, RowSource, StatusBoard, TlsSettings
+from agent.delivery.reasons import reason_name
 from agent.delivery.session import Session, SessionParts, StopRequest, WakePipe
 from agent.delivery.window import DeliveryWindow, OversizePacket, ReconnectBackoff
 
-#: LinkSettings, TlsSettings and LinkStatus live in link.py; importable from here too
-__all__ = ["Publisher", "LinkSettings", "TlsSettings", "LinkStatus", "MAX_INCOMING_PACKET"]
+#: LinkSettings, TlsSettings, LinkStatus (link.py) and reason_name (reasons.py) are
+#: importable from here too
+__all__ = ["Publisher", "LinkSettings", "TlsSettings", "LinkStatus", "MAX_INCOMING_PACKET",
+           "reason_name"]
 
 log = logging.getLogger("agent.publisher")
 

@@ -29,7 +29,8 @@ from paho.mqtt.properties import Properties
 
 from agent import __version__
 from agent.delivery.client import MAX_INCOMING_PACKET, GuardedClient, LinkDown, Notes
-from agent.delivery.link import LinkSettings, RowLike, RowSource, StatusBoard, reason_name, status_payload
+from agent.delivery.link import LinkSettings, RowLike, RowSource, StatusBoard, status_payload
+from agent.delivery.reasons import reason_name
 from agent.delivery.window import DeliveryWindow, ReconnectBackoff
 
 #: the publisher's journal lines, whichever of its modules writes them
