@@ -34,7 +34,8 @@ from agent.delivery.window import WindowSettings
 from agent.record.events import make_event
 from agent.outbox.store import Outbox, OutboxRow
 from agent.outbox.policy import OutboxLimits
-from agent.record.recorder import Clocks, OutboxSource, Recorder
+from agent.outbox.source import OutboxSource
+from agent.record.recorder import Clocks, Recorder
 from agent.delivery.publisher import LinkSettings, Publisher
 from agent.record.signing import Signer
 from drivers.events import SensorEvent

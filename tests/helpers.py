@@ -1,11 +1,13 @@
 """Drivers for tests (like h11's ConnectionPair): run the CLI, wait for things."""
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from types import ModuleType
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -87,3 +89,18 @@ def assert_unique_boot_seq(claims: "Sequence[Mapping[str, Any]]") -> None:
         if seen != c["jti"]:
             clashes.append(f"boot={key[0]} seq={key[1]}: {seen} and {c['jti']} ({c.get('type')})")
     assert not clashes, "(boot, seq) reused:\n" + "\n".join(clashes)
+
+
+#: what a sans-IO core must not import (docs/ARCHITECTURE.md "Rules every module keeps")
+IO_MODULES = frozenset({"gpiozero", "paho", "jwt", "cryptography", "sqlite3", "socket",
+                        "threading", "time", "os"})
+
+
+def top_level_imports(module: ModuleType) -> Set[str]:
+    """The top-level package of everything ``module``'s source imports, wherever it does."""
+    tree = ast.parse(Path(str(module.__file__)).read_text())
+    found = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}
+    found |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom)}
+    return found

@@ -23,7 +23,8 @@ from agent.delivery.window import WindowSettings
 from agent.record.events import Event
 from agent.outbox.store import Outbox
 from agent.outbox.policy import OutboxLimits
-from agent.record.recorder import AgentEvent, Clocks, OutboxSource, Recorder
+from agent.outbox.source import OutboxSource
+from agent.record.recorder import AgentEvent, Clocks, Recorder
 from agent.delivery.publisher import LinkSettings, Publisher
 from drivers.events import SensorEvent
 from tests.broker import MosquittoBroker, Subscriber

@@ -12,7 +12,7 @@ from datetime import datetime, timezone, tzinfo
 from typing import Callable, Mapping, Optional, Union
 
 from agent.config.schema import Config, SensorConfig
-from agent.delivery.publisher import LinkSettings, TlsSettings
+from agent.delivery.link import LinkSettings, TlsSettings
 from agent.delivery.window import WindowSettings
 from agent.rules.care import CareRules
 from drivers.door import DoorContact

@@ -1,9 +1,12 @@
 """systemd notification (sd_notify) over the standard library's AF_UNIX socket.
 
-systemd passes ``NOTIFY_SOCKET`` to a ``Type=notify`` service; we send ``READY=1``
-once the pins are claimed and the outbox is open, ``WATCHDOG=1`` from the main loop
-while it is alive, ``STOPPING=1`` on SIGTERM and ``RELOADING=1`` on SIGHUP. Outside
-systemd every call is a no-op, so the daemon runs the same in a terminal.
+systemd passes ``NOTIFY_SOCKET`` to a ``Type=notify`` service; the agent sends
+``READY=1`` once the pins are claimed and the outbox is open, ``WATCHDOG=1`` from the
+main loop while it is alive, and ``STOPPING=1`` when it closes. There is no
+``RELOADING=1``: a ``Type=notify`` unit does not expect it (that is
+``Type=notify-reload``, systemd 253 and later), and the config reload on SIGHUP is the
+agent's own affair. Outside systemd every call is a no-op, so the daemon runs the same
+in a terminal.
 """
 from __future__ import annotations
 
@@ -16,7 +19,6 @@ class Notifier:
     """Sends state lines to systemd's notify socket (or nowhere, if there is none)."""
 
     def __init__(self, address: Optional[str], *, watchdog_usec: Optional[int] = None) -> None:
-        self._address = address
         self._sock: Optional[socket.socket] = None
         self.watchdog_usec = watchdog_usec
         if address:

@@ -26,7 +26,7 @@ from agent.errors import OutboxError
 
 if TYPE_CHECKING:
     from agent.app.storage import OutboxSlot
-    from agent.delivery.publisher import LinkStatus
+    from agent.delivery.link import LinkStatus
     from agent.record.recorder import Recorder
 
 log = logging.getLogger("agent")

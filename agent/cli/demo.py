@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -30,7 +30,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.cli.keygen import write_new_secret_file
 from agent.config.model import Config, load_config
 from agent.errors import ConfigError
+from agent.record.events import Event
 from drivers.timeline import parse_timeline
+
+if TYPE_CHECKING:
+    from agent.sim.simulation import SimulationResult
 
 #: the scenario, in timeline seconds (docs/spec.md §8 format)
 SCENARIO = """
@@ -71,14 +75,11 @@ def broker_answers(host: str, port: int) -> bool:
         return False
 
 
-class _EventPrinter(logging.Handler):
-    """Prints each event as the agent signs and stores it."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.msg.startswith("event ") and record.args and len(record.args) >= 4:
-            args: Tuple[Any, ...] = tuple(record.args)
-            print(f"  signed+stored  {args[0]:<18} sensor={args[1]:<14} seq={args[2]:<5} "
-                  f"{args[3]}", flush=True)
+def print_recorded(events: Sequence[Event]) -> None:
+    """The recorder's observer: one line per event, once the agent has signed and stored it."""
+    for event in events:
+        print(f"  signed+stored  {event.type:<18} sensor={event.sensor:<14} seq={event.seq:<5} "
+              f"{event.prio}", flush=True)
 
 
 class CareCentre:
@@ -151,6 +152,20 @@ def prepare(folder: Path, broker: str) -> Tuple[Config, Ed25519PrivateKey]:
     return dataclasses.replace(config, mqtt=mqtt), cloud_key
 
 
+def print_summary(result: "SimulationResult", centre: Optional[CareCentre], led: str) -> None:
+    print()
+    print(f"summary: {result.recorded} events signed and stored; {result.delivered} "
+          f"delivered (PUBACK); {result.buffered} still buffered on disk")
+    if centre is not None:
+        print(f"         the care centre verified {len(centre.received)} events and "
+              f"{'acknowledged the alarms' if centre.acked.is_set() else 'saw no alarm'}")
+    else:
+        print("         no broker: a real gateway keeps these until the broker is back "
+              "(start one with `mosquitto` and run the demo again to see delivery)")
+    print(f"         the gateway's LED shows: {_LED_WORDS.get(led, led)}")
+    print("         (ts of each event is scenario time on a virtual clock; seq only ever grows)")
+
+
 def main(args: argparse.Namespace) -> int:
     from agent.record.signing import load_signing_key
     from agent.sim.simulation import Simulation
@@ -166,9 +181,6 @@ def main(args: argparse.Namespace) -> int:
               f"{args.speed:g}x speed\n", flush=True)
         logging.getLogger("agent").setLevel(logging.WARNING)
         logging.getLogger("agent.record.counters").setLevel(logging.ERROR)   # a fresh folder is expected
-        logging.getLogger("agent.events").setLevel(logging.INFO)
-        logging.getLogger("agent.events").propagate = False
-        logging.getLogger("agent.events").addHandler(_EventPrinter())
         centre = None
         if online:
             key = load_signing_key(folder / "device-key.pem")
@@ -176,24 +188,14 @@ def main(args: argparse.Namespace) -> int:
                                 key.public_key(), cloud_key, config.device.id)  # type: ignore[union-attr]
         entries = parse_timeline(SCENARIO, "demo scenario", [s.name for s in config.sensors])
         sim = Simulation(config, entries, speed=args.speed)
+        sim.agent.loop.recorder.on_recorded = print_recorded
         if not online:
             logging.getLogger("agent.publisher").setLevel(logging.ERROR)
         result = sim.run(timeout_s=40.0, wait_for_delivery=online)
-        led = sim.agent.feedback.phase
         if centre is not None:
             time.sleep(0.3)   # the last PUBACKed events reach the care centre's client
             centre.close()
-        print()
-        print(f"summary: {result.recorded} events signed and stored; {result.delivered} "
-              f"delivered (PUBACK); {result.buffered} still buffered on disk")
-        if centre is not None:
-            print(f"         the care centre verified {len(centre.received)} events and "
-                  f"{'acknowledged the alarms' if centre.acked.is_set() else 'saw no alarm'}")
-        else:
-            print("         no broker: a real gateway keeps these until the broker is back "
-                  "(start one with `mosquitto` and run the demo again to see delivery)")
-        print(f"         the gateway's LED shows: {_LED_WORDS.get(led, led)}")
-        print("         (ts of each event is scenario time on a virtual clock; seq only ever grows)")
+        print_summary(result, centre, sim.agent.feedback.phase)
         return 0
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Dict, FrozenSet, List, Optional, Set
+from typing import Callable, Dict, FrozenSet, List, Optional
 
 #: MQTT 5 reason codes below this value mean success (e.g. 0x00, 0x10).
 FIRST_FAILURE_REASON = 0x80
@@ -192,9 +192,6 @@ class DeliveryWindow:
     @property
     def inflight(self) -> int:
         return len(self._inflight)
-
-    def inflight_rows(self) -> Set[int]:
-        return set(self._inflight.values())
 
     # --- rate limit ------------------------------------------------------------------
     def _bucket_size(self) -> float:

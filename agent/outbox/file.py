@@ -1,6 +1,6 @@
 """The outbox's SQLite file: open it with the agreed PRAGMAs, check it, quarantine it.
 
-Used only by the outbox's owner thread (``agent/outbox/store.py``). A file that fails
+Used only by the outbox's owner thread (``agent/outbox/owner.py``). A file that fails
 ``PRAGMA quick_check``, is not a database, or has a schema this code did not make is moved,
 with its ``-wal``/``-shm``, into the quarantine folder as ``{name}.{UTC time}`` and a fresh
 file takes its place (docs/spec.md §6: go on instead of crash-looping). A file that cannot be

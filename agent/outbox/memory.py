@@ -14,45 +14,28 @@ normal one left makes the oldest critical give way (the newest alarm is the one
 somebody can still act on). What was pushed out (or not let in) is returned to the
 caller, who counts it.
 
-Out: critical first, then ``seq`` order, as the outbox (``next_batch``). Keys are
-negative integers so that they never meet an outbox row id (those are positive): the
-publisher and local feedback deal in one kind of id for both.
+Out: critical first, then ``seq`` order, as the outbox (``next_batch``). Entries are
+:class:`~agent.outbox.rows.OutboxRow` values whose ``row_id`` is a negative key, so that
+it never meets an outbox row id (those are positive): the publisher and local feedback
+deal in one kind of id for both.
 
 Sans-IO: no clocks, threads or files; the caller holds any lock.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import AbstractSet, Dict, List, Optional, Sequence, Tuple
+
+from agent.outbox.rows import OutboxRow
 
 #: default bounds of the memory buffer (one place for them; the Pi Zero 2 W has 512 MB)
 MAX_EVENTS = 1000
 MAX_BYTES = 2 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class MemoryRow:
-    """One signed event held in memory; ``row_id`` is its (negative) key."""
-
-    row_id: int
-    seq: int
-    critical: bool
-    topic: str
-    payload: bytes
-    jti: str
-    sensor: str
-    type: str
-    created: float
-
-    def __post_init__(self) -> None:
-        if self.row_id >= 0:
-            raise ValueError(f"MemoryRow.row_id must be negative, got {self.row_id}")
-        if not isinstance(self.payload, bytes) or not self.payload:
-            raise ValueError("MemoryRow.payload must be the signed JWT as non-empty bytes")
-
-    @property
-    def size(self) -> int:
-        return len(self.payload) + len(self.topic)
+def held_bytes(row: OutboxRow) -> int:
+    """What a held row counts against ``max_bytes``: its token and topic."""
+    return len(row.payload) + len(row.topic)
 
 
 class MemoryBuffer:
@@ -63,7 +46,7 @@ class MemoryBuffer:
             raise ValueError(f"memory buffer bounds must be positive, got max_events="
                              f"{max_events} max_bytes={max_bytes}")
         self.max_events, self.max_bytes = max_events, max_bytes
-        self._rows: Dict[int, MemoryRow] = {}   # insertion order = arrival order
+        self._rows: Dict[int, OutboxRow] = {}   # insertion order = arrival order
         self._bytes = 0
         self._next_key = -1
         #: entries pushed out since start, by lane
@@ -77,35 +60,35 @@ class MemoryBuffer:
     def size(self) -> int:
         return self._bytes
 
-    def add(self, *, seq: int, critical: bool, topic: str, payload: bytes, jti: str,
-            sensor: str, type: str, created: float) -> Tuple[MemoryRow, List[MemoryRow]]:
-        """Keep one signed event; returns it (with its key) and what was pushed out,
+    def add(self, signed: OutboxRow) -> Tuple[int, List[OutboxRow]]:
+        """Keep one signed event; returns its (negative) key and what was pushed out,
         which includes the new row itself when it was not let in."""
-        row = MemoryRow(self._next_key, seq, critical, topic, payload, jti, sensor, type,
-                        created)
+        key = self._next_key
+        row = replace(signed, row_id=key)
         self._next_key -= 1
-        evicted: List[MemoryRow] = []
+        critical = row.critical
+        evicted: List[OutboxRow] = []
         while self._rows and (len(self._rows) + 1 > self.max_events
-                              or self._bytes + row.size > self.max_bytes):
+                              or self._bytes + held_bytes(row) > self.max_bytes):
             victim = self._oldest(critical=False)
             if victim is None and not critical:
                 self.evicted_normal += 1      # a normal event never pushes out an alarm
-                return row, evicted + [row]
+                return key, evicted + [row]
             victim = victim or self._oldest(critical=True)
             assert victim is not None
-            self._drop(victim.row_id)
+            self._drop(memory_key(victim))
             evicted.append(victim)
             if victim.critical:
                 self.evicted_critical += 1
             else:
                 self.evicted_normal += 1
-        self._rows[row.row_id] = row
-        self._bytes += row.size
-        return row, evicted
+        self._rows[key] = row
+        self._bytes += held_bytes(row)
+        return key, evicted
 
-    def next_batch(self, limit: int, exclude: AbstractSet[int] = frozenset()) -> List[MemoryRow]:
+    def next_batch(self, limit: int, exclude: AbstractSet[int] = frozenset()) -> List[OutboxRow]:
         """Up to ``limit`` entries not in ``exclude``: critical first, then ``seq``."""
-        rows = sorted((r for r in self._rows.values() if r.row_id not in exclude),
+        rows = sorted((r for k, r in self._rows.items() if k not in exclude),
                       key=lambda r: (not r.critical, r.seq))
         return rows[:max(0, limit)]
 
@@ -118,15 +101,23 @@ class MemoryBuffer:
         keys = [k for k, r in self._rows.items() if r.sensor == sensor and r.type == type]
         return self.ack(keys)
 
-    def rows(self) -> List[MemoryRow]:
+    def rows(self) -> List[OutboxRow]:
         """Everything held, in arrival order (to move into the outbox once it works)."""
         return list(self._rows.values())
 
-    def _oldest(self, *, critical: bool) -> Optional[MemoryRow]:
+    def _oldest(self, *, critical: bool) -> Optional[OutboxRow]:
         return next((r for r in self._rows.values() if r.critical == critical), None)
 
-    def _drop(self, key: int) -> Optional[MemoryRow]:
+    def _drop(self, key: int) -> Optional[OutboxRow]:
         row = self._rows.pop(key, None)
         if row is not None:
-            self._bytes -= row.size
+            self._bytes -= held_bytes(row)
         return row
+
+
+def memory_key(row: OutboxRow) -> int:
+    """The (negative) key of a row this buffer gave out."""
+    if row.row_id is None or row.row_id >= 0:
+        raise ValueError(f"row seq {row.seq} was not given out by a MemoryBuffer (row_id "
+                         f"{row.row_id}): a bug in the caller")
+    return row.row_id

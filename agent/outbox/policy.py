@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-The outbox (``agent/outbox/store.py``) asks this module one question per ``put``: given what
+The outbox (``agent/outbox/tables.py``) asks this module one question per ``put``: given what
 is stored, what arrives, and how much disk is free, how many of the oldest rows of each
 lane must go? The answer is an :class:`EvictionPlan`; the shell deletes exactly that many
 rows, oldest ``seq`` first, and turns their ``seq`` numbers into an
@@ -22,7 +22,7 @@ Three limits (config ``buffer:``), all checked *after* the incoming batch is add
     write can still succeed, since the floor is a margin and a card with 2 MB free still
     holds thousands of alarms.
 
-When a write has actually failed for lack of space, the shell asks :func:`plan_room`
+When a write has actually failed for lack of space, ``agent/outbox/room.py`` asks :func:`plan_room`
 how many of the oldest rows must go to free the bytes the batch needs: normal rows
 first, then the oldest critical rows give way to the newest (the batch being stored).
 

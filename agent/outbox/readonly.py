@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from agent.errors import OutboxError
-from agent.outbox.store import _EVICTED_KEY
+from agent.outbox.tables import EVICTED_KEY
 
 #: the outbox's file name in the state folder
 OUTBOX_FILE = "outbox.sqlite3"
@@ -55,7 +55,7 @@ def read_only_summary(path: Path) -> Optional[OutboxSummary]:
             lanes = {bool(c): LaneSummary(n, oldest) for c, n, oldest in conn.execute(
                 "SELECT critical, count(*), min(created) FROM outbox GROUP BY critical")}
             found = conn.execute("SELECT value FROM meta WHERE key = ?",
-                                 (_EVICTED_KEY,)).fetchone()
+                                 (EVICTED_KEY,)).fetchone()
         finally:
             conn.close()
     except (OSError, sqlite3.Error) as exc:

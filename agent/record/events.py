@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import json
 import math
 import os
 import re
@@ -304,8 +303,3 @@ def clock_synchronised(*, marker: Optional[str] = TIMESYNC_MARKER,
         state = _adjtimex_state()
         return state is not None and state != _TIME_ERROR
     return False
-
-
-def dumps_claims(event: Event) -> str:
-    """Compact JSON of the claims (for logs and the verify command)."""
-    return json.dumps(event.claims(), separators=(",", ":"), ensure_ascii=True)

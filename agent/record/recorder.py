@@ -6,8 +6,9 @@ Sensor state machines, care rules and the agent itself produce *recognised event
 (anything with ``type``, ``sensor``, ``at``, ``data`` and ``critical``; ``at`` is
 monotonic seconds). :class:`Recorder` turns a batch of them into signed
 :class:`agent.record.events.Event` tokens, stores the whole batch in the outbox in one
-transaction (``put`` returns only once it is on disk), then wakes the publisher and
-logs one line per event. Nobody is told an event exists before it is durable.
+transaction (``put`` returns only once it is on disk), then logs one line per event,
+tells the ``on_recorded`` observer (the demo prints them) and wakes the publisher.
+Nobody is told an event exists before it is durable.
 
 Evictions the outbox had to make are reported as one ``buffer.evicted`` event at most
 once a minute (:meth:`Recorder.report_evictions`), so a full buffer cannot fill itself
@@ -33,28 +34,28 @@ could not be opened at start, the recorder:
   ``buffer.storage_restored`` event (normal, ``data.moved``) says so. A token moved
   to the outbox still says ``stored: false``: it was signed while it could not be.
 
-:class:`EventSource` is what the publisher reads: outbox rows and memory rows merged,
-critical first (memory before disk within a lane: memory is what a power cut loses),
-then ``seq``. Memory rows have negative ids. An outbox row whose delete (after PUBACK)
-could not be written is not offered again, and its delete is tried again when storing
-resumes; a memory row moved to the outbox while in flight is acked under either id.
+``Recorder.source`` (:class:`~agent.outbox.source.EventSource`) is what the publisher
+reads: the outbox's rows and the memory buffer's, merged.
 
 This module does no I/O of its own beyond calling the outbox it is given.
 """
 from __future__ import annotations
 
+import json
 import logging
-import threading
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import (AbstractSet, Any, Callable, Dict, List, Mapping, Optional, Protocol,
-                    Sequence, Set, Tuple, Union)
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
-from agent.record.events import AGENT_SENSOR, Event, SeqSource, make_event
-from agent.outbox.memory import MemoryBuffer, MemoryRow
-from agent.outbox.store import Outbox, OutboxRow
+from agent.outbox.memory import MemoryBuffer
 from agent.outbox.policy import EvictionReport
 from agent.wire import events_topic
+from agent.outbox.source import EventSource
+from agent.outbox.store import Outbox, OutboxRow
+from agent.record.events import Event, SeqSource, make_event
+from agent.record.recognised import AgentEvent, Recognised
+
+#: AgentEvent and Recognised are also importable from here (their home: recognised.py)
+__all__ = ["Recorder", "Clocks", "TokenSigner", "AgentEvent", "Recognised"]
 
 log = logging.getLogger("agent.events")
 
@@ -67,34 +68,6 @@ DISK_LOW_REPORT_INTERVAL_S = 3600.0
 DAMAGE_REPORTS_PER_TURN = 20
 #: how often storing is tried again while the state directory cannot be written
 STORAGE_RETRY_S = 5.0
-#: the outbox meta key a retry writes when memory holds nothing to move (a real write)
-PROBE_KEY = "agent.storage_probe"
-
-
-class Recognised(Protocol):
-    """What sensors, care rules and the agent hand to the recorder."""
-
-    @property
-    def type(self) -> str: ...
-    @property
-    def sensor(self) -> str: ...
-    @property
-    def at(self) -> float: ...
-    @property
-    def data(self) -> Mapping[str, Any]: ...
-    @property
-    def critical(self) -> bool: ...
-
-
-@dataclass(frozen=True)
-class AgentEvent:
-    """An event of the agent's own (``agent.started``, ``command.done``, ``buffer.evicted``...)."""
-
-    type: str
-    at: float
-    data: Mapping[str, Any] = field(default_factory=dict)
-    critical: bool = False
-    sensor: str = AGENT_SENSOR
 
 
 class TokenSigner(Protocol):
@@ -121,9 +94,14 @@ class Recorder:
                  max_payload_bytes: Optional[int] = None,
                  memory: Optional[MemoryBuffer] = None,
                  open_outbox: Optional[Callable[[], Outbox]] = None,
-                 storage_failed: Optional[str] = None) -> None:
+                 storage_failed: Optional[str] = None,
+                 on_recorded: Optional[Callable[[Sequence[Event]], None]] = None) -> None:
         """``outbox`` None (with ``storage_failed`` saying why, and ``open_outbox`` to try
-        again) starts in the degraded mode of the module notes."""
+        again) starts in the degraded mode of the module notes. ``on_recorded(events)``
+        is called on the loop's thread with each batch once it is committed (or held in
+        memory): the way to learn what was recorded, instead of reading the log."""
+        #: observer of each recorded batch (see above); may be set once built
+        self.on_recorded = on_recorded
         self.device_id = device_id
         self.topic_prefix = topic_prefix
         self._signer = signer
@@ -189,6 +167,8 @@ class Recorder:
             log.info("event %s sensor=%s seq=%d prio=%s ts=%s jti=%s data=%s", event.type,
                      event.sensor, event.seq, event.prio, event.ts, event.jti,
                      _short(event.claims()["data"]))
+        if self.on_recorded is not None:
+            self.on_recorded(events)
         # critical: it ends the publisher's back-off wait (docs/spec.md §6)
         self._wake(any(e.critical for e in events))
         return events
@@ -347,163 +327,6 @@ class Recorder:
         self.source.supersede(sensor, type, on_disk=self.storage_failed is None)
 
 
-class OutboxSource:
-    """The outbox as the publisher's row source: acks are queued, never waited for.
-
-    The outbox's owner thread handles requests in order, so an ack queued before a
-    ``next_batch`` is applied before it: a delivered row is never offered again.
-    """
-
-    def __init__(self, outbox: Outbox) -> None:
-        self._outbox = outbox
-
-    def next_batch(self, limit: int, exclude: Any) -> Sequence["_SourceRow"]:
-        return [_SourceRow(r.row_id or 0, r.topic, r.payload)
-                for r in self._outbox.next_batch(limit, exclude)]
-
-    def ack(self, row_ids: Sequence[int]) -> None:
-        self._outbox.submit_ack(row_ids)
-
-
-RowId = int
-
-
-class EventSource:
-    """The publisher's rows: the outbox's and the memory buffer's (module notes).
-
-    Thread-safe: the loop holds and moves rows, the publisher's thread reads and acks.
-    The lock is never held while the outbox is called (its owner thread runs our ack
-    callbacks, which take the lock).
-    """
-
-    def __init__(self, outbox: Optional[Outbox], memory: MemoryBuffer) -> None:
-        self.outbox = outbox
-        self._memory = memory
-        self._lock = threading.Lock()
-        self._acking: Set[RowId] = set()        # outbox rows acked, delete not yet committed
-        self._moved: Dict[RowId, RowId] = {}    # memory key -> outbox row id it moved to
-        self._read_failed = False
-
-    # -- the loop's side ----------------------------------------------------------------
-    def hold(self, row: OutboxRow) -> Tuple[RowId, List[MemoryRow]]:
-        with self._lock:
-            kept, evicted = self._memory.add(
-                seq=row.seq, critical=row.critical, topic=row.topic, payload=row.payload,
-                jti=row.jti, sensor=row.sensor, type=row.type, created=row.created)
-        return kept.row_id, evicted
-
-    def memory_depth(self) -> int:
-        with self._lock:
-            return len(self._memory)
-
-    def memory_evicted(self) -> Tuple[int, int]:
-        with self._lock:
-            return self._memory.evicted_normal, self._memory.evicted_critical
-
-    def move_to_outbox(self) -> Dict[str, RowId]:
-        """Store what memory holds (or write a probe); raises while the disk refuses.
-        Returns jti -> new outbox row id."""
-        outbox = self.outbox
-        assert outbox is not None
-        with self._lock:
-            rows = self._memory.rows()
-        if not rows:
-            outbox.set_meta(PROBE_KEY, "ok")
-            return {}
-        stored = outbox.put([OutboxRow(seq=r.seq, critical=r.critical, topic=r.topic,
-                                       payload=r.payload, jti=r.jti, sensor=r.sensor,
-                                       type=r.type, created=r.created) for r in rows])
-        delivered_meanwhile: List[RowId] = []
-        with self._lock:
-            for old, new in zip(rows, stored.rows):
-                assert new.row_id is not None
-                if self._memory.ack([old.row_id]) == 0:
-                    delivered_meanwhile.append(new.row_id)   # PUBACKed while we stored it
-                else:
-                    self._moved[old.row_id] = new.row_id
-        if delivered_meanwhile:
-            self.ack(delivered_meanwhile)
-        return {old.jti: new.row_id for old, new in zip(rows, stored.rows)
-                if new.row_id is not None}
-
-    def retry_acks(self) -> None:
-        with self._lock:
-            again = sorted(self._acking)
-            self._acking.clear()
-        if again:
-            self.ack(again)
-
-    def supersede(self, sensor: str, type: str, *, on_disk: bool) -> None:
-        with self._lock:
-            self._memory.supersede(sensor, type)
-        if on_disk and self.outbox is not None:
-            self.outbox.supersede(sensor, type)
-
-    # -- the publisher's side (RowSource) -----------------------------------------------
-    def next_batch(self, limit: int, exclude: AbstractSet[int]) -> Sequence["_SourceRow"]:
-        with self._lock:
-            skip = set(self._acking)
-            skip.update(self._moved[k] for k in exclude if k in self._moved)
-        disk: List[Tuple[bool, int, "_SourceRow"]] = []
-        outbox = self.outbox
-        if outbox is not None:
-            try:
-                disk = [(r.critical, r.seq, _SourceRow(r.row_id or 0, r.topic, r.payload))
-                        for r in outbox.next_batch(limit, set(exclude) | skip)]
-                if self._read_failed:
-                    self._read_failed = False
-                    log.warning("the outbox can be read again")
-            except Exception as exc:  # an unreadable card must not stop memory rows
-                if not self._read_failed:
-                    self._read_failed = True
-                    log.error("cannot read the outbox (%s); sending what memory holds", exc)
-        with self._lock:
-            held = [(r.critical, r.seq, _SourceRow(r.row_id, r.topic, r.payload))
-                    for r in self._memory.next_batch(limit, exclude)]
-        # critical first; memory before disk within a lane; then seq
-        merged = sorted([(not c, 0, q, row) for c, q, row in held]
-                        + [(not c, 1, q, row) for c, q, row in disk],
-                        key=lambda t: (t[0], t[1], t[2]))
-        return [row for *_, row in merged[:limit]]
-
-    def ack(self, row_ids: Sequence[int]) -> None:
-        on_disk: List[RowId] = []
-        with self._lock:
-            for key in row_ids:
-                if key < 0:
-                    self._memory.ack([key])
-                    moved = self._moved.pop(key, None)
-                    if moved is not None:
-                        on_disk.append(moved)
-                else:
-                    on_disk.append(key)
-            self._acking.update(on_disk)
-        outbox = self.outbox
-        if not on_disk or outbox is None:
-            return
-        try:
-            future = outbox.submit_ack(on_disk)
-        except Exception:  # closed while stopping: the rows are sent again next start
-            return
-        ids = tuple(on_disk)
-        future.add_done_callback(lambda f: self._acked(ids, f))
-
-    def _acked(self, ids: Tuple[RowId, ...], future: "Future[int]") -> None:
-        if future.exception() is None:
-            with self._lock:
-                self._acking.difference_update(ids)
-        # else: kept in _acking, never offered again; retry_acks() once storing works
-
-
-@dataclass(frozen=True)
-class _SourceRow:
-    row_id: int
-    topic: str
-    payload: bytes
-
-
 def _short(data: Mapping[str, Any], limit: int = 200) -> str:
-    import json
-
     text = json.dumps(data, separators=(",", ":"), sort_keys=True)
     return text if len(text) <= limit else text[:limit] + "..."

@@ -4,16 +4,17 @@
 shell around it that the loop calls: it persists the replay record *before* a command
 takes effect, carries out ``ack`` / ``ping`` / ``locate`` through :class:`Actions`, and
 turns decisions into ``command.done`` / ``command.rejected`` agent events, with the
-rejection rate limit of :class:`agent.remote.policy.RejectionLimiter`.
+rejection rate limit of :class:`agent.remote.limiter.RejectionLimiter`.
 """
 from __future__ import annotations
 
 import logging
 from typing import Any, Callable, Dict, List, Optional, Protocol
 
-from agent.remote.policy import CommandPolicy, RejectionLimiter, SeenCommands
+from agent.remote.limiter import RejectionLimiter
+from agent.remote.policy import CommandPolicy, SeenCommands
 from agent.remote.seen import CommandStore
-from agent.record.recorder import AgentEvent
+from agent.record.recognised import AgentEvent
 
 log = logging.getLogger("agent.commands")
 

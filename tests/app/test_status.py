@@ -14,7 +14,7 @@ from agent.app.actions import Actions
 from agent.app.sensors import Sensors
 from agent.app.status import STATUS_FILE, AgentStatus, StatusFile
 from agent.app.storage import OutboxSlot
-from agent.delivery.publisher import LinkStatus
+from agent.delivery.link import LinkStatus
 from agent.outbox.store import Outbox
 from agent.record.counters import Counters
 from agent.record.recorder import AgentEvent, Clocks, Recorder

@@ -28,7 +28,8 @@ from agent.record.counters import Counters  # noqa: E402
 from agent.delivery.window import WindowSettings  # noqa: E402
 from agent.outbox.store import Outbox  # noqa: E402
 from agent.outbox.policy import OutboxLimits  # noqa: E402
-from agent.record.recorder import Clocks, OutboxSource, Recorder  # noqa: E402
+from agent.outbox.source import OutboxSource  # noqa: E402
+from agent.record.recorder import Clocks, Recorder  # noqa: E402
 from agent.delivery.publisher import LinkSettings, Publisher  # noqa: E402
 from agent.record.signing import Signer  # noqa: E402
 from drivers.events import SensorEvent  # noqa: E402

@@ -29,7 +29,8 @@ from agent.record.counters import Counters
 from agent.delivery.window import WindowSettings
 from agent.outbox.store import Outbox, OutboxRow
 from agent.outbox.policy import OutboxLimits
-from agent.record.recorder import AgentEvent, Clocks, OutboxSource, Recorder
+from agent.outbox.source import OutboxSource
+from agent.record.recorder import AgentEvent, Clocks, Recorder
 from agent.delivery.publisher import LinkSettings, Publisher, TlsSettings
 from agent.record.signing import Signer, Verifier
 from drivers.events import SensorEvent
@@ -191,12 +192,12 @@ def test_5000_acl_refused_rows_cost_little_cpu_and_one_log_line_per_round(
     settings = replace(link(broker, broker.plain_port),
                        window=WindowSettings(max_inflight=20, ack_timeout_s=5.0, retry_rejected_s=60.0))
     cpu0 = time.process_time()
-    with caplog.at_level("ERROR", logger="agent.delivery.publisher"):
+    with caplog.at_level("ERROR", logger="agent.publisher"):
         stack = make_stack(settings, outbox=box)
         wait_until(lambda: stack.publisher.status.rejected >= n, timeout=30, what="5,000 refusals",
                    interval=0.05)
         cpu = time.process_time() - cpu0
-        errors = [r for r in caplog.records if r.name == "agent.delivery.publisher" and r.levelno >= 40]
+        errors = [r for r in caplog.records if r.name == "agent.publisher" and r.levelno >= 40]
     assert len(errors) == 1 and "broker refused" in errors[0].getMessage()
     assert cpu < 2.5, f"{cpu:.2f} s of CPU for one round of {n} refusals"
     status = stack.publisher.status
@@ -426,6 +427,28 @@ def _parse(out: str, boots: Dict[int, List[Tuple[str, int]]]) -> int:
     return boot
 
 
+def kill_at_random(proc: "subprocess.Popen[str]", rng: random.Random, *,
+                   live_s: Tuple[float, float], what: str,
+                   toggle: Optional[Callable[[], None]] = None, toggle_s: float = 0.5) -> str:
+    """SIGKILL ``proc`` at a random moment of ``live_s`` (it must not exit by itself
+    before); with ``toggle``, call it first and kill within ``toggle_s`` of it. Returns
+    what the process wrote to stdout."""
+    try:
+        proc.wait(timeout=rng.uniform(*live_s))   # a random moment to die
+        pytest.fail(f"{what} exited by itself (status {proc.returncode})")
+    except subprocess.TimeoutExpired:
+        pass
+    if toggle is not None:
+        toggle()
+        try:
+            proc.wait(timeout=rng.uniform(0.0, toggle_s))
+        except subprocess.TimeoutExpired:
+            pass
+    proc.kill()
+    out, _ = proc.communicate(timeout=10)
+    return str(out or "")
+
+
 class _Cloud:
     """Subscribers across broker restarts, and a barrier to flush what the broker holds."""
 
@@ -495,19 +518,9 @@ def test_kill_9_at_random_moments_loses_no_committed_event(
 
             for k in range(22):
                 proc = run()
-                try:
-                    proc.wait(timeout=rng.uniform(0.2, 1.4))   # a random moment to die
-                    pytest.fail(f"stream_agent exited by itself (status {proc.returncode})")
-                except subprocess.TimeoutExpired:
-                    pass
-                if k % 3 == 1:                  # broker down or up while the agent runs
-                    cloud.toggle()
-                    try:
-                        proc.wait(timeout=rng.uniform(0.0, 0.5))
-                    except subprocess.TimeoutExpired:
-                        pass
-                proc.kill()
-                out, _ = proc.communicate(timeout=10)
+                # broker down or up while the agent runs, every third kill
+                out = kill_at_random(proc, rng, live_s=(0.2, 1.4), what="stream_agent",
+                                     toggle=cloud.toggle if k % 3 == 1 else None, toggle_s=0.5)
                 kills += 1
                 boot = _parse(out, boots)
                 if boot >= 0:

@@ -35,7 +35,7 @@ from tests.agent_files import write_agent_files
 from tests.broker import MosquittoBroker
 from tests.faultproxy import FaultProxy
 from tests.helpers import assert_unique_boot_seq, cli_command, cli_env, wait_until
-from tests.integration.test_delivery_e2e import _Cloud
+from tests.integration.test_delivery_e2e import _Cloud, kill_at_random
 
 pytestmark = pytest.mark.broker
 
@@ -132,19 +132,9 @@ def test_kill_9_of_the_real_agent_loses_no_committed_event(tmp_path: Path,
                 # so that every run dies while streaming, at a random moment of it
                 wait_until(lambda: "event agent.started" in log.read_text()
                            or proc.poll() is not None, timeout=30, what="the agent's first commit")
-                try:
-                    proc.wait(timeout=rng.uniform(0.05, 1.5))   # a random moment to die
-                    pytest.fail(f"simulate exited by itself ({proc.returncode}); see {log}")
-                except subprocess.TimeoutExpired:
-                    pass
-                if k % 3 == 1:                  # the broker goes down or comes back meanwhile
-                    cloud.toggle()
-                    try:
-                        proc.wait(timeout=rng.uniform(0.0, 0.6))
-                    except subprocess.TimeoutExpired:
-                        pass
-                proc.kill()
-                proc.communicate(timeout=10)
+                # the broker goes down or comes back meanwhile, every third kill
+                kill_at_random(proc, rng, live_s=(0.05, 1.5), what=f"simulate (see {log})",
+                               toggle=cloud.toggle if k % 3 == 1 else None, toggle_s=0.6)
                 kills += 1
                 collect(log)
             if not cloud.up:

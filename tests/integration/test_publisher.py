@@ -202,7 +202,7 @@ def test_on_3_1_1_mosquitto_pubacks_a_publish_its_acl_refused(
     allowed = Row(2, f"{broker.prefix}/events/sos", b"ours")
     source = MemorySource([forbidden, allowed])
     with Subscriber(broker, "homecare/#") as sub:                 # the consumer may read it all
-        with caplog.at_level("WARNING", logger="agent.delivery.publisher"):
+        with caplog.at_level("WARNING", logger="agent.publisher"):
             start(started, settings(broker, broker.plain_port, protocol="3.1.1"), source)
             assert source.wait_empty(10)
         sub.wait_until(lambda ms: any(m.payload == b"ours" for m in ms))

@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import pytest
 
-from agent.outbox.memory import MemoryBuffer, MemoryRow
+from agent.outbox.memory import MemoryBuffer, memory_key
+from agent.outbox.rows import OutboxRow
+from tests.helpers import IO_MODULES, top_level_imports
 
 
 def add(buf: MemoryBuffer, seq: int, critical: bool, payload: bytes = b"x" * 10):  # type: ignore[no-untyped-def]
-    return buf.add(seq=seq, critical=critical, topic="t", payload=payload, jti=f"j{seq}",
-                   sensor="sos" if critical else "door", type="sos.pressed" if critical
-                   else "door.opened", created=0.0)
+    return buf.add(OutboxRow(seq=seq, critical=critical, topic="t", payload=payload, jti=f"j{seq}",
+                             sensor="sos" if critical else "door", type="sos.pressed" if critical
+                             else "door.opened", created=0.0))
 
 
 def test_rows_leave_critical_first_then_in_seq_order_with_negative_keys() -> None:
@@ -24,8 +26,8 @@ def test_rows_leave_critical_first_then_in_seq_order_with_negative_keys() -> Non
 
 def test_ack_forgets_and_counts_only_what_was_held() -> None:
     buf = MemoryBuffer()
-    row, _ = add(buf, 1, True)
-    assert buf.ack([row.row_id, -999]) == 1
+    key, _ = add(buf, 1, True)
+    assert key < 0 and buf.ack([key, -999]) == 1
     assert len(buf) == 0 and buf.size == 0 and buf.next_batch(5) == []
 
 
@@ -73,20 +75,24 @@ def test_supersede_drops_only_that_sensor_and_type() -> None:
 def test_bad_bounds_and_rows_are_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         MemoryBuffer(max_events=0)
-    with pytest.raises(ValueError, match="negative"):
-        MemoryRow(1, 1, True, "t", b"x", "j", "s", "a.b", 0.0)
+    with pytest.raises(ValueError, match="payload"):
+        OutboxRow(seq=1, critical=True, topic="t", payload=b"", jti="j", sensor="s",
+                  type="a.b", created=0.0)
+
+
+def test_a_held_row_is_the_signed_row_under_a_negative_key_never_an_outbox_id() -> None:
+    buf = MemoryBuffer()
+    signed = OutboxRow(seq=7, critical=True, topic="t", payload=b"tok", jti="j7", sensor="sos",
+                       type="sos.pressed", created=1.0, row_id=42)   # an id it must not keep
+    key, evicted = buf.add(signed)
+    [held] = buf.rows()
+    assert evicted == [] and key < 0 and memory_key(held) == key
+    assert (held.seq, held.payload, held.jti) == (7, b"tok", "j7")
+    with pytest.raises(ValueError, match="not given out by a MemoryBuffer"):
+        memory_key(signed)
 
 
 def test_the_module_stays_sans_io() -> None:
-    import ast
-    from pathlib import Path
-
     import agent.outbox.memory as module
-    tree = ast.parse(Path(module.__file__).read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom)}
-    forbidden = {"jwt", "cryptography", "time", "threading", "sqlite3", "socket", "os", "paho",
-                 "gpiozero"}
-    assert not imported & forbidden, imported & forbidden
+    imported = top_level_imports(module)
+    assert imported and not imported & IO_MODULES, imported & IO_MODULES

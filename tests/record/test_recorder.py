@@ -11,7 +11,8 @@ from agent.record.counters import Counters
 from agent.record.events import format_ts
 from agent.outbox.store import Outbox
 from agent.outbox.policy import OutboxLimits
-from agent.record.recorder import AgentEvent, Clocks, OutboxSource, Recorder
+from agent.outbox.source import OutboxSource
+from agent.record.recorder import AgentEvent, Clocks, Recorder
 from agent.record.signing import Signer, Verifier
 from drivers.events import SensorEvent
 
@@ -63,6 +64,33 @@ def test_a_batch_without_a_critical_event_wakes_the_publisher_plainly(parts) -> 
 def test_an_empty_batch_touches_nothing(parts) -> None:  # type: ignore[no-untyped-def]
     recorder, outbox, _, woken = parts
     assert recorder.record([]) == [] and woken == [] and outbox.next_batch(1) == []
+
+
+def test_the_observer_hears_each_batch_once_it_is_committed(parts) -> None:  # type: ignore[no-untyped-def]
+    recorder, outbox, _, woken = parts
+    heard: List[Tuple[List[str], int]] = []
+    # the observer runs after the commit: the rows are in the outbox when it is called
+    recorder.on_recorded = lambda events: heard.append(
+        ([e.type for e in events], len(outbox.next_batch(10))))
+    made = recorder.record([SensorEvent("door.opened", "front_door", 1.5, {}, False),
+                            SensorEvent("door.closed", "front_door", 3.0, {}, False)])
+    recorder.record([])
+    assert heard == [(["door.opened", "door.closed"], 2)] and woken == ["wake"]
+    assert [e.jti for e in made] == [r.jti for r in outbox.next_batch(10)]
+
+
+def test_the_observer_hears_events_held_in_memory_too(tmp_path: Path) -> None:
+    heard: List[str] = []
+    with Counters(tmp_path / "state") as counters:
+        recorder = Recorder(device_id="gw-1", topic_prefix="homecare/gw-1",
+                            signer=Signer("EdDSA", Ed25519PrivateKey.generate()),
+                            counters=counters, outbox=None,
+                            clocks=Clocks(wall_of=lambda at: START + at,
+                                          now_epoch=lambda: START, synced=lambda: True),
+                            storage_failed="read-only file system",
+                            on_recorded=lambda events: heard.extend(e.type for e in events))
+        recorder.record([AgentEvent("agent.started", 0.0)])
+    assert heard == ["agent.started"]   # buffer.storage_failed is held, not recorded by a caller
 
 
 def test_evictions_are_reported_at_most_once_a_minute(parts) -> None:  # type: ignore[no-untyped-def]

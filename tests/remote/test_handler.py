@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from agent.remote.handler import CommandHandler
 from agent.remote.keys import load_command_verifier
-from agent.remote.policy import REASONS, CommandPolicy, RejectionLimiter
+from agent.remote.limiter import RejectionLimiter
+from agent.remote.policy import REASONS, CommandPolicy
 from agent.remote.seen import CommandStore
 
 DEVICE = "gw-0001"
