@@ -279,21 +279,23 @@ class Agent:
         (flushing for ``flush_timeout_s``), build the next agent on ``config``."""
         handover = self.hand_over(config)
         try:
-            self.close(flush_timeout_s)
+            self.close(flush_timeout_s, stopping=False)   # the service goes on: not STOPPING=1
         except BaseException:
             handover.close()
             raise
         return Agent.build(config, pin_factory=pin_factory, clock=self._clock, wall=self._wall,
                            synced=self._synced, notifier=self.notifier, handover=handover)
 
-    def close(self, flush_timeout_s: float = 3.0) -> bool:
+    def close(self, flush_timeout_s: float = 3.0, *, stopping: bool = True) -> bool:
         """Stop taking edges, flush for up to ``flush_timeout_s``, close the outbox.
+        ``stopping``: tell systemd the service is stopping (not when a reload replaces it).
 
         Returns True when everything stored was delivered."""
         if self._closed:
             return True
         self._closed = True
-        self.notifier.stopping()
+        if stopping:
+            self.notifier.stopping()
         for pin in self.inputs.values():
             pin.close()
         loop = getattr(self, "loop", None)

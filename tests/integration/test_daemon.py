@@ -170,6 +170,8 @@ def test_sighup_keeps_the_old_config_when_the_new_one_is_broken(tmp_path: Path,
         proc.send_signal(signal.SIGHUP)
         notify.expect("READY=1")                          # rebuilt with the new config
         wait_until(lambda: "config reloaded" in stderr.read_text(), timeout=10, what="reload")
+        # a reload is not a stop: STOPPING=1 would tell systemd the service is going away
+        assert "STOPPING=1" not in notify.messages + notify.drain(), notify.messages
         assert stop(proc) == 0
     finally:
         if proc.poll() is None:
