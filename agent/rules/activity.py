@@ -23,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional, Protocol, Tuple
 
-from .care import ACTIVITY_TYPES, CareEvent, DailyWindow, ObservedEvent
+from .care import ACTIVITY_TYPES, CareEvent, ObservedEvent
+from .clock import DailyWindow
 
 __all__ = ["ACTIVITY", "NOTICE_TYPES", "WARN_PATTERN", "CareNotice", "Rule", "interval_at",
            "is_activity"]

@@ -27,7 +27,8 @@ from datetime import tzinfo
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from .activity import CareNotice, interval_at, is_activity
-from .care import CareEvent, DailyWindow, ObservedEvent, _utc_ts
+from .care import CareEvent, ObservedEvent
+from .clock import DailyWindow, _utc_ts
 
 if TYPE_CHECKING:  # the settings live with the other modes; only their type is needed here
     from .inactivity import InactivityRuleSettings

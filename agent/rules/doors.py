@@ -29,7 +29,8 @@ from typing import Dict, List, Optional, Tuple
 from agent.errors import ConfigError
 
 from .activity import TOLERANCE_S, interval_at
-from .care import CareEvent, DailyWindow, ObservedEvent, _utc_ts
+from .care import CareEvent, ObservedEvent
+from .clock import DailyWindow, _utc_ts
 
 __all__ = ["DoorLeftOpenRule", "DoorLeftOpenSettings", "NightExitRule", "NightExitSettings"]
 

@@ -33,7 +33,8 @@ from typing import Any, Dict, List, Optional, Union
 from agent.errors import ConfigError
 
 from .activity import TOLERANCE_S, CareNotice, is_activity
-from .care import CareEvent, DailyWindow, ObservedEvent, _parse_hhmm, _utc_ts
+from .care import CareEvent, ObservedEvent
+from .clock import DailyWindow, _parse_hhmm, _utc_ts
 from .checkin import CheckInRule
 
 __all__ = ["MODES", "InactivityRuleSettings", "QuietRule", "inactivity_rule"]
