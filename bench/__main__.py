@@ -1,7 +1,8 @@
 """``python -m bench [NAME ...]``: run every ``bench/bench_*.py`` module's ``main()``.
 
 Modules are found by file name, so a new benchmark needs no registration here. Names on
-the command line (``outbox``, ``signing``) run only those.
+the command line (``signing``, ``outbox``, ``delivery``, ``daemon``, ``imports``,
+``instructions``) run only those; the other modules of ``bench/`` are their helpers.
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import List, Optional
 
-from pysiaalarm import CommunicationsProtocol, SIAAccount, SIAClient
+from pysiaalarm import CommunicationsProtocol, SIAAccount, SIAClient  # type: ignore[attr-defined]
 
 from agent.arc.codec import Codec, FrameSettings
 from agent.arc.codes import CodeTable, message_for

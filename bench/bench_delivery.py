@@ -4,9 +4,11 @@
     outbox (fresh file, WAL, ``synchronous=FULL``); the real :class:`~agent.delivery.publisher.Publisher`
     (window 20) drains it over plaintext loopback MQTT 5 to a mosquitto started here. The
     baseline, in the same run, is raw paho-mqtt (``loop_start``) publishing the same payloads
-    at QoS 1 with the same window of 20, counting PUBACKs in ``on_publish``: the most a
-    paho-based sender can do on this machine, without any durability. Figure: events/s and
-    the ratio publisher/baseline (goal >= 0.8).
+    to the same topic at QoS 1 with the same window of 20 (a semaphore; paho's own in-flight
+    limit is set to 22, as the publisher sets it), counting PUBACKs in ``on_publish``: the
+    most a paho-based sender can do on this machine, without any durability. It runs
+    before and after ours and the mean is used, so a load that drifts during the run moves
+    both sides. Figure: events/s and the ratio publisher/baseline (goal >= 0.9).
 (b) Live path latency: ``BENCH_LATENCY_EVENTS`` (default 1000) single events at
     ``BENCH_LATENCY_RATE``/s (default 100) through the real Recorder (Ed25519 signing,
     counters, commit), publisher, PUBACK, and the delete committed; p50/p99 of each step,
@@ -41,6 +43,8 @@ from agent.record.signing import Signer
 from drivers.events import SensorEvent
 
 WINDOW = 20
+DRAIN_GOAL = 0.9        # issue 17: of raw paho QoS 1, same window and payloads
+LIVE_P99_GOAL_MS = 5.0  # issue 17: commit -> PUBACK on loopback
 TOPIC_SENSOR = "front_door"
 
 
@@ -231,12 +235,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         rows = _signed_rows(n, topic)
         print(f"drain of {n:,} events, window {WINDOW}, MQTT 5 plaintext loopback "
               f"(rows prepared in {time.perf_counter() - t0:.1f} s)", flush=True)
-        base = drain_raw_paho(broker, rows)
+        # the baseline before and after ours: a load that drifts during the run moves both
+        base_before = drain_raw_paho(broker, rows)
         ours = drain_publisher(broker, folder, rows)
-        print(f"  raw paho QoS 1, loop_start, window {WINDOW}: {base:>9,.0f} events/s")
+        base_after = drain_raw_paho(broker, rows)
+        base = (base_before + base_after) / 2
+        print(f"  raw paho QoS 1, loop_start, window {WINDOW}: {base:>9,.0f} events/s "
+              f"(before {base_before:,.0f}, after {base_after:,.0f})")
         print(f"  outbox -> Publisher -> PUBACK -> delete: {ours:>9,.0f} events/s "
               f"({n / ours:.1f} s)")
-        print(f"  ratio publisher/raw paho: {ours / base:.2f} (goal >= 0.8)", flush=True)
+        print(f"  ratio publisher/raw paho: {ours / base:.2f} (goal >= {DRAIN_GOAL})", flush=True)
 
         figures = latency(broker, folder, n_lat, rate)
         print(f"live path, {n_lat} single events at {rate:g}/s "
@@ -245,6 +253,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             if values:
                 print(f"  {step:<8} p50 {_pct(values, 50) * 1000:6.2f}  "
                       f"p99 {_pct(values, 99) * 1000:6.2f}  max {max(values) * 1000:6.2f}")
+        if figures["PUBACK"]:
+            print(f"  PUBACK p99 goal <= {LIVE_P99_GOAL_MS:g} ms")
         return 0 if len(figures["delete"]) == n_lat else 1
     finally:
         broker.kill()
