@@ -232,15 +232,17 @@ class MosquittoBroker:
     """
 
     def __init__(self, directory: PathLike, pki: TestPKI, *, device_id: str = "gw-test",
-                 require_certificate: bool = False, host: str = LOCALHOST) -> None:
+                 require_certificate: bool = False, host: str = LOCALHOST,
+                 users: Optional[Dict[str, str]] = None) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.pki = pki
         self.host = host
         self.device_id = device_id
         self.require_certificate = require_certificate
-        self.users: Dict[str, str] = {"device": secrets.token_urlsafe(16),
-                                      "consumer": secrets.token_urlsafe(16)}
+        # ``users``: the same passwords as another broker's (a standby of it)
+        self.users: Dict[str, str] = dict(users) if users is not None else {
+            "device": secrets.token_urlsafe(16), "consumer": secrets.token_urlsafe(16)}
         self.plain_port = free_port(host)
         self.tls_port = free_port(host)
         self.conf_file = self.dir / "mosquitto.conf"

@@ -38,7 +38,8 @@ def link_settings(config: Config, password: Optional[str]) -> LinkSettings:
         ca_file=m.tls.ca_file, cert_file=m.tls.cert_file, key_file=m.tls.key_file,
         verify=not m.tls.insecure_skip_verify)
     return LinkSettings(
-        host=m.host, port=m.port, client_id=m.client_id, topic_prefix=m.topic_prefix,
+        host=m.host, port=m.port, more_endpoints=m.more_endpoints,
+        client_id=m.client_id, topic_prefix=m.topic_prefix,
         protocol=m.protocol, keepalive_s=m.keepalive_s, tls=tls, username=m.username,
         password=password, subscribe_commands=config.commands.enabled,
         window=WindowSettings(max_inflight=m.max_inflight, ack_timeout_s=m.ack_timeout_s,

@@ -100,7 +100,8 @@ class StatusSnapshot:
 
 
 def link_json(link: "LinkStatus") -> Dict[str, Any]:
-    return {"connected": link.connected, "since": link.since, "connects": link.connects,
+    return {"connected": link.connected, "endpoint": link.endpoint, "since": link.since,
+            "connects": link.connects,
             "reconnects": link.reconnects, "stalls": link.stalls, "last_error": link.last_error,
             "delivered": link.delivered, "rejected": link.rejected,
             "last_rejected_reason": link.last_rejected_reason,
@@ -154,7 +155,7 @@ class AgentStatus:
             except (OutboxError, OSError):
                 pass    # a failing card: the heartbeat still goes out, without the depth
         summary: Dict[str, Any] = {
-            "connected": link.connected, "reconnects": link.reconnects,
+            "connected": link.connected, "endpoint": link.endpoint, "reconnects": link.reconnects,
             "outbox_depth": depth, "outbox_critical": critical,
             "delivered": link.delivered, "inflight": link.inflight,
             "signature_failures": (self._commands.policy_failures()

@@ -65,9 +65,9 @@ def serve(config: Config, path: str, *, pin_factory: object = None) -> int:
         new_config: Optional[Config] = None
         try:
             if not signals.terminate:      # a SIGTERM during a reload still counts
-                log.info("homecare-agent %s running: device %s, %d sensors, broker %s:%d",
-                         __version__, config.device.id, len(config.sensors), config.mqtt.host,
-                         config.mqtt.port)
+                log.info("homecare-agent %s running: device %s, %d sensors, broker %s",
+                         __version__, config.device.id, len(config.sensors),
+                         ", ".join(map(str, config.mqtt.endpoints)))
                 agent.start()
                 new_config = _run_until_stop(agent, path, signals)
         except BaseException:

@@ -107,7 +107,8 @@ def _print_agent(snap: Dict[str, Any], now: float) -> None:
         state_word = f"NOT connected, for {_age(link.get('since'), now)}"
     else:
         state_word = "NOT connected, never was in that run"
-    print(f"broker:     {state_word}; "
+    print(f"broker:     {state_word}" + (f" ({link['endpoint']})" if link.get("endpoint") else "")
+          + "; "
           f"{link['connects']} connects, {link['stalls']} stalls, "
           f"{link['delivered']} delivered, {link.get('rejected', 0)} refused in that run"
           + (f"; last error: {link['last_error']}" if link.get("last_error") else ""))
@@ -118,7 +119,7 @@ def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     now = time.time()
     state = config.state_dir
-    print(f"device {config.device.id}   broker {config.mqtt.host}:{config.mqtt.port}   state {state}")
+    print(f"device {config.device.id}   broker {', '.join(map(str, config.mqtt.endpoints))}   state {state}")
     snap = read_snapshot(state / STATUS_FILE)
     if snap.get("link") is None:
         print("agent:      has not run with this state folder yet (no status.json): "

@@ -1,13 +1,15 @@
-"""The ``mqtt:`` section (docs/spec.md §10): the broker, TLS, and what is refused as insecure."""
+"""The ``mqtt:`` section (docs/spec.md §10): the broker (one endpoint or a list, §12.1), TLS,
+and what is refused as insecure."""
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import yaml
 
 from agent.config.fields import SEC, mapping, required_section, section
 from agent.config.reader import Bad, MapReader, Node, Sink, as_bool, as_choice, as_int, as_number, as_text
+from agent.delivery.endpoints import Endpoint, parse_endpoint
 from agent.config.schema import (DEFAULT_KEEPALIVE_S, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_PROTOCOL,
                                  MAX_TOPIC_PREFIX_BYTES, MQTT_MAX_PAYLOAD, MQTT_PROTOCOLS,
                                  PORT_PLAIN, PORT_TLS, DeviceConfig, MqttConfig, TlsConfig)
@@ -34,14 +36,52 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def as_host(node: Node) -> str:
-    host = as_text(node).strip()
-    if "://" in host or "/" in host or " " in host:
-        raise Bad(f"{host!r} is not a host name; give only the name or address (e.g. "
-                  f"broker.example.org), without mqtts:// or a path; the port goes in port:")
-    if host.count(":") == 1:
-        raise Bad(f"{host!r} includes a port; put the port in port: and only the name in host:")
-    return host
+def as_endpoint(default_port: int) -> Callable[[Node], Endpoint]:
+    """One ``mqtt.host`` entry: ``name``, ``name:port``, an IPv6 address, ``[v6]:port``."""
+
+    def conv(node: Node) -> Endpoint:
+        text = as_text(node).strip()
+        if "://" in text or "/" in text or " " in text:
+            raise Bad(f"{text!r} is not a host name; give only the name or address, optionally "
+                      f"with :port (e.g. broker.example.org or broker.example.org:8883), "
+                      f"without mqtts:// or a path")
+        try:
+            return parse_endpoint(text, default_port)
+        except ValueError as exc:
+            raise Bad(str(exc)) from None
+
+    return conv
+
+
+def read_endpoints(m: MapReader, sink: Sink, default_port: int) -> Tuple[Endpoint, ...]:
+    """``mqtt.host``: one entry or a list of them, each checked where it is written."""
+    node = m.value_node("host")
+    if node is None:
+        m.require("host", as_text, "", "the broker's name or address")
+        return ()
+    items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    if not items:
+        sink.add(node, "mqtt.host", "the list of brokers is empty; give at least one, e.g. "
+                 "host: [node1.example.org, node2.example.org]")
+    paths = [f"mqtt.host[{i}]" for i in range(len(items))] \
+        if isinstance(node, yaml.SequenceNode) else ["mqtt.host"]
+    conv = as_endpoint(default_port)
+    endpoints: List[Endpoint] = []
+    seen: Dict[Tuple[str, int], str] = {}   # host names are case-blind
+    for item, path in zip(items, paths):
+        try:
+            endpoint = conv(item)
+        except Bad as exc:
+            sink.add(item, path, str(exc))
+            continue
+        key = (endpoint.host.lower(), endpoint.port)
+        if key in seen:
+            sink.add(item, path, f"{endpoint} is already listed as {seen[key]}; "
+                     f"name each broker once")
+            continue
+        seen[key] = f"{path} (line {item.start_mark.line + 1})"
+        endpoints.append(endpoint)
+    return tuple(endpoints)
 
 
 def as_topic_prefix(node: Node) -> str:
@@ -76,14 +116,34 @@ def _tls(m: MapReader, sink: Sink, paths: Any) -> Optional[TlsConfig]:
     return tls
 
 
+def _refuse_insecure(m: MapReader, sink: Sink, tls: Optional[TlsConfig], remote: List[str]) -> None:
+    """docs/spec.md §5, for every endpoint: no plaintext or unverified TLS off this machine."""
+    if not remote:
+        return
+    hosts = ", ".join(remote)
+    if tls is None:
+        sink.add(m.node_or_self("tls"), "mqtt.tls", f"plaintext MQTT to {hosts} is refused: "
+                 f"events and passwords would cross the network unencrypted. Remove "
+                 f"`tls: false`, or set allow_insecure: true if this network is trusted")
+    elif tls.insecure_skip_verify:
+        t_node = m.value_node("tls")
+        where = t_node if t_node is not None else m.node
+        sink.add(where, "mqtt.tls.insecure_skip_verify", f"an unverified TLS connection to "
+                 f"{hosts} is refused: anyone on the path could pose as the broker. Give "
+                 f"ca_file: instead, or set allow_insecure: true if you accept the risk")
+
+
 def read_mqtt(top: MapReader, sink: Sink, device: DeviceConfig, paths: Any) -> MqttConfig:
     node = required_section(top, "mqtt", sink, "mqtt: {host: broker.example.org}")
     m = mapping(node, "mqtt", sink, MQTT_KEYS) if node is not None else section(top, "mqtt", MQTT_KEYS)
-    host = m.require("host", as_host, "", "the broker's name or address") if node is not None else ""
     tls = _tls(m, sink, paths)
+    port = m.get("port", as_int(1, 65535), PORT_TLS if tls else PORT_PLAIN)
+    endpoints = read_endpoints(m, sink, port) if node is not None else ()
+    first = endpoints[0] if endpoints else Endpoint("localhost", port)  # only with problems
     mqtt = MqttConfig(
-        host=host,
-        port=m.get("port", as_int(1, 65535), PORT_TLS if tls else PORT_PLAIN),
+        host=first.host if endpoints else "",
+        port=first.port,
+        more_endpoints=endpoints[1:],
         protocol=m.get("protocol", as_choice(MQTT_PROTOCOLS), DEFAULT_PROTOCOL),
         client_id=m.get("client_id", as_text, device.id),
         keepalive_s=m.get("keepalive_s", as_int(5, 65535, SEC), DEFAULT_KEEPALIVE_S),
@@ -99,17 +159,8 @@ def read_mqtt(top: MapReader, sink: Sink, device: DeviceConfig, paths: Any) -> M
         max_payload_bytes=m.get("max_payload_bytes", as_int(1, MQTT_MAX_PAYLOAD, "bytes"),
                                 DEFAULT_MAX_PAYLOAD_BYTES),
     )
-    if host and not is_loopback(host) and not mqtt.allow_insecure:
-        if tls is None:
-            sink.add(m.node_or_self("tls"), "mqtt.tls", f"plaintext MQTT to {host} is refused: "
-                     f"events and passwords would cross the network unencrypted. Remove "
-                     f"`tls: false`, or set allow_insecure: true if this network is trusted")
-        elif tls.insecure_skip_verify:
-            t_node = m.value_node("tls")
-            where = t_node if t_node is not None else m.node
-            sink.add(where, "mqtt.tls.insecure_skip_verify", f"an unverified TLS connection to "
-                     f"{host} is refused: anyone on the path could pose as the broker. Give "
-                     f"ca_file: instead, or set allow_insecure: true if you accept the risk")
+    if not mqtt.allow_insecure:
+        _refuse_insecure(m, sink, tls, [e.host for e in endpoints if not is_loopback(e.host)])
     if mqtt.protocol == "3.1.1":
         sink.warn(m.value_node("protocol"), "mqtt.protocol", PROTOCOL_311_WARNING)
     if mqtt.password_file and not mqtt.username and mqtt.protocol == "3.1.1":

@@ -21,6 +21,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 from agent.alarms.feedback import Patterns
 from agent.config.reader import Problem
+from agent.delivery.endpoints import Endpoint
 from agent.delivery.window import WindowSettings
 from agent.outbox.policy import OutboxLimits
 from agent.rules.care import CareSettings
@@ -148,6 +149,7 @@ class TlsConfig:
 
 @dataclass(frozen=True)
 class MqttConfig:
+    #: the first endpoint of ``mqtt.host``: its host, and its own port or ``mqtt.port``
     host: str
     port: int
     protocol: str
@@ -166,6 +168,13 @@ class MqttConfig:
     #: project-added key: the broker's largest accepted payload (default AWS IoT Core's
     #: 128 KB); an event signed larger is still stored and sent, and logged as an error.
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    #: the other entries of a ``mqtt.host`` list, in order (docs/spec.md §12.1)
+    more_endpoints: Tuple[Endpoint, ...] = ()
+
+    @property
+    def endpoints(self) -> Tuple[Endpoint, ...]:
+        """Every broker endpoint, in the order the agent tries them."""
+        return (Endpoint(self.host, self.port),) + self.more_endpoints
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ import json
 import ssl
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import AbstractSet, Any, Optional, Protocol, Sequence
+from typing import AbstractSet, Any, Optional, Protocol, Sequence, Tuple
 
+from agent.delivery.endpoints import Endpoint
 from agent.delivery.window import BackoffSettings, WindowSettings
 
 #: the MQTT versions ``mqtt.protocol`` may name
@@ -58,7 +59,11 @@ class TlsSettings:
 
 @dataclass(frozen=True)
 class LinkSettings:
-    """Everything the publisher needs to know about the broker (docs/spec.md §5)."""
+    """Everything the publisher needs to know about the broker (docs/spec.md §5).
+
+    ``host:port`` is the first endpoint; ``more_endpoints`` the others of ``mqtt.host``,
+    in order (docs/spec.md §12.1); TLS, credentials and client id are shared by all.
+    """
 
     host: str
     port: int
@@ -78,11 +83,19 @@ class LinkSettings:
     healthy_after_s: float = 10.0
     #: a critical event cuts a back-off wait short at most once per this many seconds
     critical_retry_gap_s: float = 5.0
+    more_endpoints: Tuple[Endpoint, ...] = ()
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, not {self.protocol!r}")
         self.backoff  # checks the back-off values
+        if len(set(self.endpoints)) != len(self.endpoints):
+            raise ValueError(f"broker endpoints repeat: {', '.join(map(str, self.endpoints))}")
+
+    @property
+    def endpoints(self) -> Tuple[Endpoint, ...]:
+        """Every endpoint, in the order they are tried."""
+        return (Endpoint(self.host, self.port),) + self.more_endpoints
 
     @property
     def backoff(self) -> BackoffSettings:
@@ -104,6 +117,8 @@ class LinkStatus:
     """A snapshot of the link, for ``status`` and heartbeats."""
 
     connected: bool = False
+    #: ``host:port`` of the endpoint connected to, or being tried while not connected
+    endpoint: Optional[str] = None
     since: Optional[float] = None          # wall-clock time of the last change
     connects: int = 0
     attempts: int = 0                      # connection attempts (dials) made

@@ -22,7 +22,10 @@ jitter, :class:`agent.delivery.window.ReconnectBackoff`) before the next attempt
 forever. A critical event recorded meanwhile (``wake(critical=True)``) ends the wait, at
 most once every 5 s; a session that stayed up ``healthy_after_s`` or saw a PUBACK resets
 the back-off (docs/spec.md §6). An oversized incoming packet makes the next session
-start afresh (:meth:`Publisher._oversize_dropped`).
+start afresh (:meth:`Publisher._oversize_dropped`). With several endpoints in
+``mqtt.host`` (docs/spec.md §12.1), each attempt that fails and each connection that
+ends moves on to the next one (:class:`agent.delivery.endpoints.EndpointRotation`), and
+the back-off grows once per round.
 
 Other threads talk to the publisher only through :meth:`Publisher.wake` (a byte on a
 pipe that the select loop watches), :meth:`Publisher.stop` and the
@@ -38,6 +41,7 @@ import time
 from typing import Callable, Optional, Sequence
 
 from agent.delivery.client import MAX_INCOMING_PACKET, LinkDown, Notes, new_client
+from agent.delivery.endpoints import EndpointRotation
 from agent.delivery.link import LinkSettings, LinkStatus, RowSource, StatusBoard, TlsSettings
 from agent.delivery.reasons import reason_name
 from agent.delivery.session import Session, SessionParts, StopRequest, WakePipe
@@ -69,7 +73,9 @@ class Publisher:
                  rand: Callable[[], float] = random.random) -> None:
         self.settings = settings
         self._clock = clock
-        self._backoff = ReconnectBackoff(settings.backoff, rand)
+        self._endpoints = EndpointRotation(settings.endpoints)
+        self._backoff = ReconnectBackoff(settings.backoff, rand,
+                                         round_size=len(settings.endpoints))
         self._window = DeliveryWindow(settings.window)
         self._board = StatusBoard()
         self._wake = WakePipe()
@@ -125,12 +131,15 @@ class Publisher:
                 self._wait_for_retry()
                 continue
             self._backoff.attempt_started(self._clock())
-            self._board.update(attempts=self.status.attempts + 1, retry_in_s=None)
+            self._board.update(attempts=self.status.attempts + 1, retry_in_s=None,
+                               endpoint=str(self._endpoints.current))
             try:
                 self._one_connection()
             except Exception:  # a bug here must not end delivery for good
                 log.exception("publisher error; starting a new connection")
                 self._backoff.attempt_failed(self._clock())
+            # failed or lost: the next attempt dials the next endpoint (docs/spec.md §12.1)
+            self._endpoints.advance()
             if self._backoff.next_deadline() is None and not self._stop.asked.is_set():
                 self._backoff.attempt_failed(self._clock())  # never spin without a wait
 
@@ -144,8 +153,8 @@ class Publisher:
             self._stop.asked.wait(timeout)
             return
         if readable and self._wake.drain() and self._backoff.critical(self._clock()):
-            log.info("critical event recorded: trying the broker %s:%d now",
-                     self.settings.host, self.settings.port)
+            log.info("critical event recorded: trying the broker %s now",
+                     self._endpoints.current)
 
     def _one_connection(self) -> None:
         """Connect, deliver until the link ends, and tell the back-off how it went."""
@@ -154,7 +163,7 @@ class Publisher:
         notes = Notes()
         client = new_client(self.settings, notes, clean=self._clean_next,
                             will=self._parts.status_payload("offline"))
-        session = Session(client, notes, self._parts)
+        session = Session(client, notes, self._parts, self._endpoints.current)
         connected = False
         try:
             session.connect(clean=self._clean_next, subscribe=self.settings.subscribe_commands
@@ -179,9 +188,15 @@ class Publisher:
         wait = self._backoff.session_ended(now) if connected else self._backoff.attempt_failed(now)
         self._board.update(retry_in_s=wait)
         if wait > 0 and not self._stop.asked.is_set():
-            log.warning("broker %s:%d unavailable (%s); retry %d in %.1f s",
-                        self.settings.host, self.settings.port, exc,
-                        self._backoff.failures, wait)
+            log.warning("broker %s unavailable (%s); retry %d in %.1f s%s",
+                        self._endpoints.current, exc, self._backoff.failures, wait,
+                        self._next_endpoint_note())
+
+    def _next_endpoint_note(self) -> str:
+        rotation = self._endpoints
+        if len(rotation.endpoints) == 1:
+            return ""
+        return f", at {rotation.endpoints[(rotation.index + 1) % len(rotation.endpoints)]}"
 
     def _oversize_dropped(self, over: OversizePacket) -> str:
         """The guard dropped the connection at an oversized packet's header. A kept session

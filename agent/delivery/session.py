@@ -29,6 +29,7 @@ from paho.mqtt.properties import Properties
 
 from agent import __version__
 from agent.delivery.client import MAX_INCOMING_PACKET, GuardedClient, LinkDown, Notes
+from agent.delivery.endpoints import Endpoint
 from agent.delivery.link import LinkSettings, RowLike, RowSource, StatusBoard, status_payload
 from agent.delivery.reasons import reason_name
 from agent.delivery.window import DeliveryWindow, ReconnectBackoff
@@ -117,8 +118,7 @@ class SessionParts:
         status = self.board.current
         if status.connected:
             log.log(logging.INFO if reason == "stopped" else logging.WARNING,
-                    "connection to %s:%d ended: %s", self.settings.host, self.settings.port,
-                    reason)
+                    "connection to %s ended: %s", status.endpoint, reason)
         self.board.update(connected=False,
                           since=self.wall() if status.connected else status.since,
                           reconnects=status.reconnects + (1 if status.connected else 0),
@@ -128,29 +128,33 @@ class SessionParts:
 class Session:
     """One connection of ``client`` (made by ``client.new_client`` with ``notes``)."""
 
-    def __init__(self, client: GuardedClient, notes: Notes, parts: SessionParts) -> None:
+    def __init__(self, client: GuardedClient, notes: Notes, parts: SessionParts,
+                 endpoint: Endpoint) -> None:
         self.client, self.notes, self.parts = client, notes, parts
+        #: where this connection goes; paho checks the TLS certificate against its host
+        self.endpoint = endpoint
         self._rows_maybe_waiting = True
         self._queue: Deque[RowLike] = deque()   # read from the source, not yet published
 
     def connect(self, *, clean: bool, subscribe: bool) -> None:
         """CONNECT and wait for the CONNACK; then say ``online`` and subscribe."""
         s, client, notes = self.parts.settings, self.client, self.notes
+        host, port = self.endpoint.host, self.endpoint.port
         try:
             if s.protocol == "5":
                 props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = COMMAND_SESSION_S
                 props.MaximumPacketSize = MAX_INCOMING_PACKET
-                client.connect(s.host, s.port, s.keepalive_s, clean_start=clean,
+                client.connect(host, port, s.keepalive_s, clean_start=clean,
                                properties=props)
             else:
-                client.connect(s.host, s.port, s.keepalive_s)
+                client.connect(host, port, s.keepalive_s)
         except (OSError, ssl.SSLError, ValueError) as exc:  # ssl.CertificateError is a ValueError
             raise LinkDown(f"connect failed: {exc}") from exc
         self._await_connack()
         self.parts.board.update(connected=True, since=self.parts.wall(),
                                 connects=self.parts.board.current.connects + 1, last_error=None)
-        log.info("connected to %s:%d (MQTT %s%s)", s.host, s.port, s.protocol,
+        log.info("connected to %s (MQTT %s%s)", self.endpoint, s.protocol,
                  ", TLS" if s.tls else "")
         info = client.publish(s.status_topic, self.parts.status_payload("online"), qos=1,
                               retain=True)

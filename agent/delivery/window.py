@@ -23,8 +23,10 @@ An optional publish rate cap (a token bucket) keeps us inside managed brokers' l
 
 :class:`ReconnectBackoff` decides when to dial the broker again: exponential back-off
 with full jitter, cut short by a critical event (at most once every 5 s) and reset by a
-session that stayed up 10 s or saw a PUBACK (docs/spec.md §6). :class:`IncomingSizeGuard`
-spots an oversized incoming packet from its fixed header (docs/spec.md §7).
+session that stayed up 10 s or saw a PUBACK (docs/spec.md §6); with several broker
+endpoints its step grows only once per round, one try of each (docs/spec.md §12.1).
+:class:`IncomingSizeGuard` spots an oversized incoming packet from its fixed header
+(docs/spec.md §7).
 
 No I/O here: every method takes ``now`` (monotonic seconds).
 """
@@ -238,11 +240,20 @@ class ReconnectBackoff:
     a PUBACK: a broker that accepts and drops at once would otherwise be redialled
     without pause (a reconnect storm), while a broker that really works (it
     acknowledged something) must not leave us waiting a minute after each short cut.
+
+    ``round_size`` is the number of broker endpoints tried in turn (docs/spec.md §12.1):
+    every wait of a round (one try of each endpoint) has the same ceiling, which doubles
+    only once the whole round failed, so moving to the next endpoint waits at most one
+    step of the current round.
     """
 
-    def __init__(self, settings: BackoffSettings, rand: Callable[[], float]) -> None:
+    def __init__(self, settings: BackoffSettings, rand: Callable[[], float], *,
+                 round_size: int = 1) -> None:
+        if round_size < 1:
+            raise ValueError(f"round_size must be at least 1, not {round_size}")
         self.settings = settings
         self._rand = rand
+        self.round_size = round_size
         self.failures = 0                       # attempts or sessions failed in a row
         self._next: Optional[float] = 0.0       # None: an attempt or a session is under way
         self._connected_at: Optional[float] = None
@@ -263,7 +274,8 @@ class ReconnectBackoff:
     def attempt_failed(self, now: float) -> float:
         """No session came of the attempt (or it ended unhealthy); returns the wait."""
         self.failures += 1
-        ceiling = min(self.settings.max_s, self.settings.base_s * 2.0 ** min(self.failures - 1, 64))
+        rounds_failed = (self.failures - 1) // self.round_size
+        ceiling = min(self.settings.max_s, self.settings.base_s * 2.0 ** min(rounds_failed, 64))
         self.last_wait_s = ceiling * self._rand()
         self._next = now + self.last_wait_s
         self._connected_at = None

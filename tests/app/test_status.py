@@ -26,7 +26,8 @@ class Link:
     """What the publisher offers the status: its current LinkStatus value."""
 
     def __init__(self) -> None:
-        self.status = LinkStatus(connected=True, connects=2, reconnects=1, delivered=5)
+        self.status = LinkStatus(connected=True, connects=2, reconnects=1, delivered=5,
+                                 endpoint="node2.example.org:8884")
 
 
 class Rejections:
@@ -72,7 +73,7 @@ def test_the_snapshot_is_what_status_json_has_always_held(rig: Dict[str, Any]) -
     assert set(snap) == {"pid", "version", "device", "updated", "link", "sensors",
                          "last_events", "feedback", "storage"}
     assert snap["device"] == "gw-1" and snap["updated"] == 1.9e9
-    assert snap["link"] == {"connected": True, "since": None, "connects": 2, "reconnects": 1,
+    assert snap["link"] == {"connected": True, "endpoint": "node2.example.org:8884", "since": None, "connects": 2, "reconnects": 1,
                             "stalls": 0, "last_error": None, "delivered": 5, "rejected": 0,
                             "last_rejected_reason": None, "last_rejected_at": None}
     assert snap["sensors"] == {"sos": {"state": "released", "raw": False}}
@@ -87,7 +88,8 @@ def test_the_summary_counts_the_outbox_and_the_forged_commands(rig: Dict[str, An
     rig["recorder"].record([AgentEvent("agent.started", 1.0, {}),
                             AgentEvent("buffer.quarantined", 1.0, {}, critical=True)])
     summary = rig["status"].summary()
-    assert summary == {"connected": True, "reconnects": 1, "outbox_depth": 2,
+    assert summary == {"connected": True, "endpoint": "node2.example.org:8884",
+                       "reconnects": 1, "outbox_depth": 2,
                        "outbox_critical": 1, "delivered": 5, "inflight": 0,
                        "signature_failures": 2}
     assert rig["status"].buffered() == 2 and rig["status"].recorded() == 2

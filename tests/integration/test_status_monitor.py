@@ -70,7 +70,8 @@ def test_status_on_a_fresh_state_folder_says_nothing_has_run(tmp_path: Path) -> 
 
 
 def test_status_after_an_offline_simulate_shows_what_waits_per_lane(tmp_path: Path) -> None:
-    files = write_agent_files(tmp_path / "agent", port=free_port())   # nobody listens there
+    port = free_port()
+    files = write_agent_files(tmp_path / "agent", port=port)   # nobody listens there
     sim = run_simulate(files, TIMELINE, speed=10, timeout=1.5)
     assert sim.returncode == 3, sim.stderr          # still buffered at the timeout
     critical, normal = lanes_in_outbox(files)
@@ -82,6 +83,7 @@ def test_status_after_an_offline_simulate_shows_what_waits_per_lane(tmp_path: Pa
     assert "NOT running" in got["agent"]            # simulate has exited
     assert "NOT connected, never was" in got["broker"] and "0 delivered" in got["broker"]
     assert "Connection refused" in got["broker"]     # the last error, as the publisher saw it
+    assert f"never was in that run (127.0.0.1:{port})" in got["broker"]  # the one being tried
     sos = sensor_line(out, "sos")
     assert "state released" in sos and "raw inactive" in sos and "last sos.released" in sos
     door = sensor_line(out, "front_door")
@@ -156,6 +158,7 @@ def test_status_of_a_running_connected_daemon(tmp_path: Path, broker: MosquittoB
         assert got["agent"].startswith(f"agent:      running, pid {proc.pid}")
         assert "connected for" in got["broker"] and "NOT" not in got["broker"]
         assert "1 connects" in got["broker"]
+        assert f"({broker.host}:{broker.plain_port})" in got["broker"]   # the endpoint in use
         assert "state open" in sensor_line(got["text"], "front_door")   # pull-up reads open
     finally:
         proc.terminate()
