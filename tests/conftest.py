@@ -45,12 +45,8 @@ def test_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
 @pytest.fixture
 def broker(tmp_path: Path, test_pki: TestPKI) -> Iterator[MosquittoBroker]:
     """A fresh private mosquitto (plain + TLS listeners, users, ACL), killed afterwards."""
-    b = MosquittoBroker(tmp_path / "broker", test_pki)
-    b.start()
-    try:
+    with MosquittoBroker(tmp_path / "broker", test_pki) as b:
         yield b
-    finally:
-        b.kill()
 
 
 @pytest.fixture(scope="session")
@@ -60,12 +56,8 @@ def shared_broker(tmp_path_factory: pytest.TempPathFactory, test_pki: TestPKI) -
     Use distinct topics per test (e.g. include the test name); retained messages persist
     for the session.
     """
-    b = MosquittoBroker(tmp_path_factory.mktemp("shared-broker"), test_pki)
-    b.start()
-    try:
+    with MosquittoBroker(tmp_path_factory.mktemp("shared-broker"), test_pki) as b:
         yield b
-    finally:
-        b.kill()
 
 
 @pytest.fixture

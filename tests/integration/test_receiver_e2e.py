@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Iterator, List
 
 import psycopg
 import pytest
@@ -29,12 +29,8 @@ pytestmark = [pytest.mark.broker]
 
 @pytest.fixture
 def fleet_broker(tmp_path: Path, test_pki: Any) -> Iterator[FleetBroker]:
-    b = FleetBroker(tmp_path / "broker", test_pki)
-    b.start()
-    try:
+    with FleetBroker(tmp_path / "broker", test_pki) as b:
         yield b
-    finally:
-        b.kill()
 
 
 @pytest.fixture
