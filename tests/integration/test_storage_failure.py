@@ -12,8 +12,9 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
@@ -146,34 +147,43 @@ def _sigterm(proc: "subprocess.Popen[str]") -> int:
     return proc.wait(20)
 
 
+@contextmanager
+def _running(files: AgentFiles, log: Path) -> Iterator["subprocess.Popen[str]"]:
+    """``homecare-agent run`` logging to ``log``; killed on the way out if still running."""
+    proc = _run(files, log)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _break_storage_and_stop(files: AgentFiles, sub: Subscriber, verifier: Verifier, log: Path,
+                            break_storage: Callable[[], object]) -> None:
+    """Start the agent, let it send, break its storage, SIGTERM: it must exit 0 without a traceback."""
+    with _running(files, log) as proc:
+        _wait_types(sub, verifier, "agent.started", "sos.released")
+        break_storage()
+        assert _sigterm(proc) == 0, log.read_text()[-3000:]
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
 def test_run_stops_with_0_on_a_failed_card_and_restarts_degraded_instead_of_crash_looping(
         broker: MosquittoBroker, tmp_path: Path, card: Ext4Card) -> None:
     files = _files(broker, tmp_path / "agent", card.path / "state")
     verifier = _verifier(files)
     with Subscriber(broker, "homecare/gw-test/#") as sub:
-        log1 = tmp_path / "run-1.log"
-        proc = _run(files, log1)
-        try:
-            _wait_types(sub, verifier, "agent.started", "sos.released")
-            card.fail()
-            assert _sigterm(proc) == 0, log1.read_text()[-3000:]   # SIGTERM on a read-only card
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        assert "Traceback" not in log1.read_text(), log1.read_text()[-3000:]
+        # SIGTERM on a read-only card
+        _break_storage_and_stop(files, sub, verifier, tmp_path / "run-1.log", card.fail)
         boots = []
         for run in (2, 3):                       # systemd restarting it on the same card
             log = tmp_path / f"run-{run}.log"
             seen = len(_events(sub, verifier))
-            proc = _run(files, log)
-            try:
+            with _running(files, log) as proc:
                 events = _wait_types(sub, verifier, "agent.started", "buffer.storage_failed",
                                      "sos.released", after=seen)
                 assert proc.poll() is None, log.read_text()[-3000:]
                 assert _sigterm(proc) == 0, log.read_text()[-3000:]
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
             text = log.read_text()
             assert "Traceback" not in text, text[-3000:]
             started = next(e for e in events[seen:] if e["type"] == "agent.started")
@@ -206,16 +216,7 @@ def test_run_stops_with_0_on_a_full_disk_after_sending_what_it_could(
     files = _files(broker, tmp_path / "agent", small_fs.path / "state")
     verifier = _verifier(files)
     with Subscriber(broker, "homecare/gw-test/#") as sub:
-        log = tmp_path / "run.log"
-        proc = _run(files, log)
-        try:
-            _wait_types(sub, verifier, "agent.started", "sos.released")
-            small_fs.fill()
-            assert _sigterm(proc) == 0, log.read_text()[-3000:]
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+        _break_storage_and_stop(files, sub, verifier, tmp_path / "run.log", small_fs.fill)
         assert_unique_boot_seq(_events(sub, verifier))
 
 
