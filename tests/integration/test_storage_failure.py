@@ -24,23 +24,15 @@ from tests.agent_files import AgentFiles, files_for_broker, run_simulate
 from tests.broker import MosquittoBroker, Subscriber
 from tests.helpers import assert_unique_boot_seq, cli_command, cli_env
 from tests.integration.agent_harness import SOS_PIN, AgentHarness
-from tests.storage_mounts import Ext4Card, SmallTmpfs, mount_or_skip
+from tests.storage_mounts import Ext4Card, SmallTmpfs
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-def card(tmp_path: Path) -> Iterator[Ext4Card]:
-    card = mount_or_skip(lambda: Ext4Card(tmp_path))
-    yield card
-    card.close()
-
-
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[SmallTmpfs]:
-    fs = mount_or_skip(lambda: SmallTmpfs(tmp_path, size_kb=4096))
-    yield fs
-    fs.close()
+def small_fs_kb() -> int:
+    """small_fs (tests/conftest.py) at 4 MiB here."""
+    return 4096
 
 
 def _press(h: AgentHarness, after: int, limit_s: float) -> Dict[str, Any]:
