@@ -14,7 +14,7 @@ import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -98,15 +98,13 @@ def test_a_full_disk_with_the_broker_up_sends_at_once_signs_once_and_resumes(
 
 # --- the real processes: start and stop on a failed card ------------------------------------
 
-def _files(broker: MosquittoBroker, folder: Path, state: Path) -> AgentFiles:
-    return files_for_broker(folder, broker, commands=False,
-                            extra={"state_dir": str(state), "heartbeat_s": 3600,
-                                   "buffer": {"min_free_mb": 0}})
-
-
-def _verifier(files: AgentFiles) -> Verifier:
+def _files(broker: MosquittoBroker, tmp_path: Path, state: Path) -> Tuple[AgentFiles, Verifier]:
+    """The agent's files (state in ``state``) and a verifier of what it signs."""
+    files = files_for_broker(tmp_path / "agent", broker, commands=False,
+                             extra={"state_dir": str(state), "heartbeat_s": 3600,
+                                    "buffer": {"min_free_mb": 0}})
     public = files.device_key.public_key()
-    return Verifier("EdDSA", public, kid=ed25519_thumbprint(public))
+    return files, Verifier("EdDSA", public, kid=ed25519_thumbprint(public))
 
 
 def _events(sub: Subscriber, verifier: Verifier) -> List[Dict[str, Any]]:
@@ -162,8 +160,7 @@ def _break_storage_and_stop(files: AgentFiles, sub: Subscriber, verifier: Verifi
 
 def test_run_stops_with_0_on_a_failed_card_and_restarts_degraded_instead_of_crash_looping(
         broker: MosquittoBroker, tmp_path: Path, card: Ext4Card) -> None:
-    files = _files(broker, tmp_path / "agent", card.path / "state")
-    verifier = _verifier(files)
+    files, verifier = _files(broker, tmp_path, card.path / "state")
     with Subscriber(broker, "homecare/gw-test/#") as sub:
         # SIGTERM on a read-only card
         _break_storage_and_stop(files, sub, verifier, tmp_path / "run-1.log", card.fail)
@@ -188,8 +185,7 @@ def test_run_stops_with_0_on_a_failed_card_and_restarts_degraded_instead_of_cras
 
 def test_simulate_on_a_read_only_card_delivers_every_press_from_memory(
         broker: MosquittoBroker, tmp_path: Path, card: Ext4Card) -> None:
-    files = _files(broker, tmp_path / "agent", card.path / "state")
-    verifier = _verifier(files)
+    files, verifier = _files(broker, tmp_path, card.path / "state")
     card.fail()
     timeline = "".join(f"- {{at: {t + 0.5}, sensor: sos, level: active}}\n"
                        f"- {{at: {t + 1.0}, sensor: sos, level: inactive}}\n" for t in range(5))
@@ -205,8 +201,7 @@ def test_simulate_on_a_read_only_card_delivers_every_press_from_memory(
 
 def test_run_stops_with_0_on_a_full_disk_after_sending_what_it_could(
         broker: MosquittoBroker, tmp_path: Path, small_fs: SmallTmpfs) -> None:
-    files = _files(broker, tmp_path / "agent", small_fs.path / "state")
-    verifier = _verifier(files)
+    files, verifier = _files(broker, tmp_path, small_fs.path / "state")
     with Subscriber(broker, "homecare/gw-test/#") as sub:
         _break_storage_and_stop(files, sub, verifier, tmp_path / "run.log", small_fs.fill)
         assert_unique_boot_seq(_events(sub, verifier))
