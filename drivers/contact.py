@@ -2,14 +2,15 @@
 
 Theory of operation
 -------------------
-The supervision inputs of docs/spec.md §13.1 (:class:`drivers.tamper.TamperSwitch`,
+The door contact (:class:`drivers.door.DoorContact`) and the supervision inputs of
+docs/spec.md §13.1 (:class:`drivers.tamper.TamperSwitch`,
 :class:`drivers.power.MainsMonitor`, :class:`drivers.power.BatteryMonitor`) all work
 the same way: the raw level must stay at a new value for that value's window
 (stable-for-N, :class:`~drivers.debounce.Debouncer`) and each accepted level is
 reported once as a level event. A device class names its two reports
 (``ACTIVE_REPORT`` / ``INACTIVE_REPORT``: event type and state word) and its two
 windows; :class:`~drivers.sensor.SensorCore` does the clock, the start-up report
-(``data.initial``) and flapping (off by default for these kinds).
+(``data.initial``) and flapping (on by default for the door, off for the others).
 
 Because the debouncer reports only changes, level events alternate: an inactive
 report is sent at start-up or after an active one, never twice in a row.

@@ -2,40 +2,24 @@
 
 Theory of operation
 -------------------
-One :class:`~drivers.debounce.Debouncer` with ``open_ms`` for the active (open) level
-and ``close_ms`` for the inactive (closed) one. Each accepted level is reported; wind
-rattle (a door moving a few millimetres in its frame) produces pulses shorter than
-``open_ms`` and vanishes. Flapping (default 16 edges in 10 s) holds the reports back
+A :class:`~drivers.contact.TwoStateContact`: one debouncer with ``open_ms`` for the
+active (open) level and ``close_ms`` for the inactive (closed) one. Each accepted level
+is reported; wind rattle (a door moving a few millimetres in its frame) produces
+pulses shorter than ``open_ms`` and vanishes. Flapping (default 16 edges in 10 s) holds the reports back
 until 60 s of quiet (see :mod:`drivers.sensor`).
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Mapping, Optional
 
-from .debounce import DOOR_FLAPPING, Debouncer, FlappingPolicy, Micros, check_window_ms
-from .sensor import SensorCore
+from .contact import TwoStateContact
+from .debounce import DOOR_FLAPPING, FlappingPolicy, check_window_ms
 
 #: docs/spec.md §3 timing defaults (the config's defaults for ``kind: door``)
 DEFAULTS: Mapping[str, float] = {"open_ms": 500, "close_ms": 1000}
 
-UNKNOWN, CLOSED, OPEN = "unknown", "closed", "open"
 
-#: {phase: {accepted level: new phase}}; the debouncer only reports changes, so a
-#: missing entry (e.g. OPEN accepting open again) is a bug and raises.
-TRANSITIONS: Dict[str, Dict[bool, str]] = {
-    UNKNOWN: {True: OPEN, False: CLOSED},
-    CLOSED: {True: OPEN},
-    OPEN: {False: CLOSED},
-}
-
-#: phase -> (event type, state word)
-REPORTS: Dict[str, Tuple[str, str]] = {
-    OPEN: ("door.opened", "open"),
-    CLOSED: ("door.closed", "closed"),
-}
-
-
-class DoorContact(SensorCore):
+class DoorContact(TwoStateContact):
     """A magnetic reed contact on the front door (or a window).
 
     Wiring (default config ``pull: up``, ``active: high``): use a *normally closed*
@@ -65,34 +49,11 @@ class DoorContact(SensorCore):
     """
 
     kind = "door"
+    ACTIVE_REPORT = ("door.opened", "open")
+    INACTIVE_REPORT = ("door.closed", "closed")
 
     def __init__(self, name: str, *, open_ms: float = DEFAULTS["open_ms"],
                  close_ms: float = DEFAULTS["close_ms"],
                  flapping: Optional[FlappingPolicy] = DOOR_FLAPPING) -> None:
-        super().__init__(name, flapping=flapping)
-        self._debouncer = Debouncer(check_window_ms("open_ms", open_ms),
-                                    check_window_ms("close_ms", close_ms))
-        self.phase = UNKNOWN
-
-    def _begin(self, level: bool, t: Micros) -> None:
-        self._debouncer.start(level, t)
-
-    def _raw_edge(self, level: bool, t: Micros) -> None:
-        self._debouncer.edge(level, t)
-
-    def _deadline(self) -> Optional[Micros]:
-        return self._debouncer.deadline()
-
-    def _fire(self, t: Micros) -> None:
-        level = self._debouncer.accept(t)
-        try:
-            self.phase = TRANSITIONS[self.phase][level]
-        except KeyError:
-            raise RuntimeError(f"{self.name}: accepted level {level} is illegal in phase {self.phase!r}") from None
-        self._report(t, *REPORTS[self.phase])
-
-    def _current_state(self) -> Optional[str]:
-        return REPORTS[self.phase][1] if self.phase in REPORTS else None
-
-    def _catch_up(self, t: Micros) -> None:
-        self._report(t, *REPORTS[self.phase])
+        super().__init__(name, active_us=check_window_ms("open_ms", open_ms),
+                         inactive_us=check_window_ms("close_ms", close_ms), flapping=flapping)

@@ -27,10 +27,24 @@ class AgentFiles:
         self.config.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def _secret(path: Path, content: bytes) -> None:
+def secret_file(path: Path, content: bytes) -> Path:
+    """Write a new file readable by its owner only (0600 from the start, never widened)."""
     fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(content)
+    return path
+
+
+def private_pem(key: Ed25519PrivateKey) -> bytes:
+    """The key as unencrypted PKCS#8 PEM (what the agent and the receiver load)."""
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def public_pem(key: Ed25519PrivateKey) -> bytes:
+    """The key's public half as SubjectPublicKeyInfo PEM."""
+    return key.public_key().public_bytes(serialization.Encoding.PEM,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def write_keys(folder: Path, *, password: Optional[str] = None
@@ -41,13 +55,10 @@ def write_keys(folder: Path, *, password: Optional[str] = None
     folder.mkdir(parents=True, exist_ok=True)
     device_key = Ed25519PrivateKey.generate()
     cloud_key = Ed25519PrivateKey.generate()
-    _secret(folder / "device-key.pem", device_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    (folder / "cloud-public.pem").write_bytes(cloud_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    secret_file(folder / "device-key.pem", private_pem(device_key))
+    (folder / "cloud-public.pem").write_bytes(public_pem(cloud_key))
     if password is not None:
-        _secret(folder / "mqtt-password", password.encode())
+        secret_file(folder / "mqtt-password", password.encode())
     return device_key, cloud_key
 
 

@@ -37,7 +37,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -216,6 +216,9 @@ class BrokerStartError(RuntimeError):
     """mosquitto did not come up; the message carries the tail of its log."""
 
 
+_B = TypeVar("_B", bound="MosquittoBroker")  # __enter__ returns the subclass (FleetBroker)
+
+
 class MosquittoBroker:
     """A private mosquitto on two free loopback ports, with users, an ACL and TLS.
 
@@ -378,8 +381,9 @@ class MosquittoBroker:
     def close(self) -> None:
         self.kill()
 
-    def __enter__(self) -> "MosquittoBroker":
-        return self.start()
+    def __enter__(self: _B) -> _B:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -45,12 +45,8 @@ def test_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
 @pytest.fixture
 def broker(tmp_path: Path, test_pki: TestPKI) -> Iterator[MosquittoBroker]:
     """A fresh private mosquitto (plain + TLS listeners, users, ACL), killed afterwards."""
-    b = MosquittoBroker(tmp_path / "broker", test_pki)
-    b.start()
-    try:
+    with MosquittoBroker(tmp_path / "broker", test_pki) as b:
         yield b
-    finally:
-        b.kill()
 
 
 @pytest.fixture(scope="session")
@@ -60,12 +56,8 @@ def shared_broker(tmp_path_factory: pytest.TempPathFactory, test_pki: TestPKI) -
     Use distinct topics per test (e.g. include the test name); retained messages persist
     for the session.
     """
-    b = MosquittoBroker(tmp_path_factory.mktemp("shared-broker"), test_pki)
-    b.start()
-    try:
+    with MosquittoBroker(tmp_path_factory.mktemp("shared-broker"), test_pki) as b:
         yield b
-    finally:
-        b.kill()
 
 
 @pytest.fixture
@@ -130,3 +122,35 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- failing storage
+# Real file systems that fail as in the field (tests/storage_mounts.py); skipped, with the
+# reason, where the machine cannot mount.
+from tests.storage_mounts import Ext4Card, SmallTmpfs, mount_or_skip  # noqa: E402
+
+
+@pytest.fixture
+def card(tmp_path: Path) -> Iterator[Ext4Card]:
+    """A loop-mounted ext4 card that turns read-only on ``card.fail()``."""
+    mounted = mount_or_skip(lambda: Ext4Card(tmp_path))
+    try:
+        yield mounted
+    finally:
+        mounted.close()
+
+
+@pytest.fixture
+def small_fs_kb() -> int:
+    """The size of ``small_fs``; a test module that needs another size overrides this fixture."""
+    return 512
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path, small_fs_kb: int) -> Iterator[SmallTmpfs]:
+    """A small tmpfs to fill up (``small_fs.fill()``) or remount read-only."""
+    mounted = mount_or_skip(lambda: SmallTmpfs(tmp_path, size_kb=small_fs_kb))
+    try:
+        yield mounted
+    finally:
+        mounted.close()

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, List, Optional, Sequence, Union
 
 import paho.mqtt.client as mqtt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.record.counters import Counters
@@ -27,6 +26,7 @@ from agent.outbox.source import OutboxSource
 from agent.record.recorder import AgentEvent, Clocks, Recorder
 from agent.delivery.publisher import LinkSettings, Publisher
 from drivers.events import SensorEvent
+from tests.agent_files import public_pem
 from tests.broker import MosquittoBroker, Subscriber
 from tests.helpers import wait_until
 from tests.rabbitmq import RabbitMQBroker
@@ -123,8 +123,7 @@ class AgentRig:
                         wake=self.publisher.wake, max_payload_bytes=self._max_payload)
 
     def public_pem(self) -> bytes:
-        return self.key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        return public_pem(self.key)
 
     def record(self, n: int, *, critical_every: int = 10, batch: int = 50) -> List[Event]:
         """Record ``n`` events in batches: door events, every ``critical_every``-th an SOS."""

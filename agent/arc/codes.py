@@ -53,35 +53,24 @@ class Code:
         return cls(format, text)
 
 
-def _adm(pairs: Mapping[str, str]) -> Dict[str, Code]:
-    return {t: Code("ADM-CID", c[2:], c[0]) for t, c in pairs.items()}
-
-
-#: docs/spec.md §12.2's ADM-CID table
-ADM_CID: Mapping[str, Code] = _adm({
-    "sos.pressed": "1 101",
-    "smoke.alarm": "1 111", "smoke.cleared": "3 111",
-    "tamper.opened": "1 137", "tamper.closed": "3 137",
-    "sensor.stuck": "1 380", "sensor.fault": "1 380", "sensor.recovered": "3 380",
-    "care.night_door": "1 150", "care.door_left_open": "1 150", "care.not_returned": "1 150",
-    "power.mains_lost": "1 301", "power.mains_restored": "3 301",
-    "power.battery_low": "1 302", "power.battery_ok": "3 302",
-    "care.inactivity": "1 641", "care.activity_resumed": "3 641",
-    "agent.test": "1 602",
-})
-
-#: the project's SIA-DCS table (SIA DC-03 codes; docs/integrators.md lists it beside ADM-CID)
-SIA_DCS: Mapping[str, Code] = {t: Code("SIA-DCS", c) for t, c in {
-    "sos.pressed": "QA",
-    "smoke.alarm": "FA", "smoke.cleared": "FH",
-    "tamper.opened": "TA", "tamper.closed": "TR",
-    "sensor.stuck": "UT", "sensor.fault": "UT", "sensor.recovered": "UJ",
-    "care.night_door": "UA", "care.door_left_open": "UA", "care.not_returned": "UA",
-    "power.mains_lost": "AT", "power.mains_restored": "AR",
-    "power.battery_low": "YT", "power.battery_ok": "YR",
-    "care.inactivity": "NA", "care.activity_resumed": "UH",
-    "agent.test": "RP",
-}.items()}
+#: per event type: docs/spec.md §12.2's ADM-CID code and the project's SIA-DCS code
+#: (SIA DC-03 codes; docs/integrators.md lists both). One row per type, so the two
+#: formats always code the same events.
+_CODES: Mapping[str, Tuple[str, str]] = {
+    "sos.pressed": ("1 101", "QA"),
+    "smoke.alarm": ("1 111", "FA"), "smoke.cleared": ("3 111", "FH"),
+    "tamper.opened": ("1 137", "TA"), "tamper.closed": ("3 137", "TR"),
+    "sensor.stuck": ("1 380", "UT"), "sensor.fault": ("1 380", "UT"),
+    "sensor.recovered": ("3 380", "UJ"),
+    "care.night_door": ("1 150", "UA"), "care.door_left_open": ("1 150", "UA"),
+    "care.not_returned": ("1 150", "UA"),
+    "power.mains_lost": ("1 301", "AT"), "power.mains_restored": ("3 301", "AR"),
+    "power.battery_low": ("1 302", "YT"), "power.battery_ok": ("3 302", "YR"),
+    "care.inactivity": ("1 641", "NA"), "care.activity_resumed": ("3 641", "UH"),
+    "agent.test": ("1 602", "RP"),
+}
+ADM_CID: Mapping[str, Code] = {t: Code.parse("ADM-CID", adm) for t, (adm, _) in _CODES.items()}
+SIA_DCS: Mapping[str, Code] = {t: Code.parse("SIA-DCS", sia) for t, (_, sia) in _CODES.items()}
 
 #: docs/spec.md §11's alarm-opening events and the restores §12.2 names for ``events: alarms``
 ALARM_TYPES: FrozenSet[str] = frozenset({

@@ -21,13 +21,13 @@ Sans-IO like care.py: no clock reads, threads, sockets or files.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Protocol, Tuple
+from typing import Any, ClassVar, Dict, List, Mapping, Optional, Protocol, Tuple
 
 from .care import ACTIVITY_TYPES, CareEvent, ObservedEvent
-from .clock import DailyWindow
+from .clock import _TOLERANCE_S, DailyWindow
 
-__all__ = ["ACTIVITY", "NOTICE_TYPES", "WARN_PATTERN", "CareNotice", "Rule", "interval_at",
-           "is_activity"]
+__all__ = ["ACTIVITY", "NOTICE_TYPES", "WARN_PATTERN", "CareNotice", "PhasedRule", "Rule",
+           "interval_at", "is_activity"]
 
 #: docs/spec.md §14: every event type that counts as the resident being active.
 ACTIVITY = ACTIVITY_TYPES | {"motion.detected"}
@@ -39,8 +39,8 @@ NOTICE_TYPES = frozenset({"care.inactivity_warning", "care.inactivity_cancelled"
 #: warning lasts (docs/spec.md §14.1); the loop repeats it until the warning ends.
 WARN_PATTERN: Tuple[float, float, int] = (0.2, 0.8, 60)
 
-#: float slack when comparing a deadline with ``now`` (as in care.py)
-TOLERANCE_S = 1e-3
+#: float slack when comparing a deadline with ``now`` (the clocks' own)
+TOLERANCE_S = _TOLERANCE_S
 
 
 def is_activity(event: ObservedEvent) -> bool:
@@ -74,6 +74,37 @@ class Rule(Protocol):
     def advance(self, now: float, wall: float, clock_synced: bool) -> List[CareEvent]: ...
 
     def next_deadline(self) -> Optional[float]: ...
+
+
+class PhasedRule:
+    """What the inactivity rules with a warning share: a phase table and the cancel notice.
+
+    A subclass sets ``NAME`` (for error messages) and ``TRANSITIONS``
+    (``{phase: {input: new phase}}``; an input missing from it is a bug and raises),
+    and calls its warning phase ``"warning"``.
+    """
+
+    NAME: ClassVar[str] = ""
+    TRANSITIONS: ClassVar[Mapping[str, Mapping[str, str]]] = {}
+    phase: str
+
+    @property
+    def warning(self) -> bool:
+        """True while the warning lasts (the loop plays the ``warn`` pattern)."""
+        return self.phase == "warning"
+
+    def _step(self, what: str) -> None:
+        try:
+            self.phase = self.TRANSITIONS[self.phase][what]
+        except KeyError:
+            raise RuntimeError(f"{self.NAME}: input {what!r} is illegal in phase {self.phase!r}") from None
+
+    @staticmethod
+    def _cancelled(trigger: Mapping[str, Any], now: float, warn_at: float,
+                   synced: bool) -> CareNotice:
+        """``care.inactivity_cancelled``: activity came during the warning."""
+        data: Dict[str, Any] = {**trigger, "warned_s": round(now - warn_at, 3), "clock_synced": synced}
+        return CareNotice("care.inactivity_cancelled", "agent", now, data)
 
 
 def interval_at(window: DailyWindow, wall: float) -> Tuple[float, float]:

@@ -52,14 +52,12 @@ objects are passed in already loaded.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Protocol, Tuple
+from datetime import datetime, tzinfo
+from typing import Any, List, Mapping, Optional, Protocol
 
 from agent.errors import ConfigError
-from agent.rules.clock import (_MAX_DAYS, _TOLERANCE_S, DailyWindow, _first_instant_at,
-                               _local, _parse_hhmm, _utc_ts)
+from agent.rules.clock import DailyWindow, QuietCount, _parse_hhmm, _utc_ts
 
 __all__ = [
     "ACTIVITY_TYPES",
@@ -198,9 +196,6 @@ class CareEvent:
         object.__setattr__(self, "data", dict(self.data))
 
 
-# --------------------------------------------------------------------------- windows
-
-
 # --------------------------------------------------------------------------- rules
 
 
@@ -224,16 +219,8 @@ class CareRules:
         self.tz = tz
         night, quiet = settings.night_door, settings.inactivity
         self._night = DailyWindow(night.from_, night.to, tz)
-        self._day = DailyWindow(quiet.from_, quiet.to, tz)
-        self._need_s = float(quiet.hours) * 3600.0
-        self._mark: Optional[float] = None  # monotonic time counted up to
-        self._offset = 0.0  # wall - now at the last call
-        self._since: float = 0.0  # monotonic: last activity, or the first call
-        self._had_activity = False
-        self._counted = 0.0  # in-window seconds since `_since`
-        self._unsynced = False  # some of `_counted` was placed with an unsynced clock
+        self._quiet = QuietCount(DailyWindow(quiet.from_, quiet.to, tz), quiet.hours)
         self._alerted = False  # care.inactivity sent for this episode
-        self._deadline_cache: Optional[Tuple[Tuple[float, float, float], float]] = None
 
     def __repr__(self) -> str:
         return (f"CareRules(night_door={self.settings.night_door.enabled}, "
@@ -260,39 +247,17 @@ class CareRules:
         """Count quiet time up to ``now``; returns ``care.inactivity`` if it fell due."""
         if not self.settings.inactivity.enabled:
             return []
-        offset = wall - now
-        if self._mark is None:
-            self._mark, self._since, self._offset = now, now, offset
-            self._unsynced = not clock_synced
+        due = self._quiet.advance(now, wall, clock_synced, watch=not self._alerted)
+        if due is None:
             return []
-        if now < self._mark:
-            raise ValueError(f"now went backwards: {now} after {self._mark}; "
-                             "pass time.monotonic(), not the wall clock")
-        elapsed = now - self._mark
-        if elapsed > 0 and not clock_synced:
-            self._unsynced = True
-        begin = self._mark + offset  # the span since the last call, on today's best clock
-        out: List[CareEvent] = []
-        if not self._alerted:
-            due_after = self._day.reach(begin, self._need_s - self._counted) - begin
-            if due_after <= elapsed + _TOLERANCE_S:
-                self._alerted = True
-                at = min(self._mark + due_after, now)
-                out.append(self._inactivity(at, offset))
-        self._counted += self._day.seconds_inside(begin, begin + elapsed)
-        self._mark, self._offset = now, offset
-        return out
+        self._alerted = True
+        return [self._inactivity(due)]
 
     def next_deadline(self) -> Optional[float]:
         """Monotonic time ``care.inactivity`` falls due if nothing else happens; else None."""
-        if not self.settings.inactivity.enabled or self._alerted or self._mark is None:
+        if not self.settings.inactivity.enabled or self._alerted:
             return None
-        key = (self._mark, self._offset, self._counted)
-        if self._deadline_cache is None or self._deadline_cache[0] != key:
-            begin = self._mark + self._offset
-            due = self._day.reach(begin, self._need_s - self._counted) - begin
-            self._deadline_cache = (key, self._mark + due)
-        return self._deadline_cache[1]
+        return self._quiet.deadline()
 
     # ---- event builders
 
@@ -307,30 +272,17 @@ class CareRules:
             "clock_synced": clock_synced,
         })
 
-    def _inactivity(self, at: float, offset: float) -> CareEvent:
+    def _inactivity(self, at: float) -> CareEvent:
+        q = self._quiet
         return CareEvent("care.inactivity", "agent", at, {
-            "quiet_hours": round(self._need_s / 3600.0, 3),
-            "idle_s": round(at - self._since, 3),
-            "window": self._day.label,
-            "last_activity": _utc_ts(self._since + offset) if self._had_activity else None,
-            "counting_since": _utc_ts(self._since + offset),
-            "clock_synced": not self._unsynced,
-        })
+            **q.facts(at), "counting_since": _utc_ts(q.since + q.offset)})
 
     def _activity(self, event: ObservedEvent, now: float) -> List[CareEvent]:
         out: List[CareEvent] = []
         if self._alerted:
             out.append(CareEvent("care.activity_resumed", "agent", now, {
-                "quiet_hours": round(self._counted / 3600.0, 3),
-                "idle_s": round(now - self._since, 3),
-                "window": self._day.label,
-                "sensor": event.sensor,
-                "trigger": event.type,
-                "last_activity": (_utc_ts(self._since + self._offset)
-                                  if self._had_activity else None),
-                "clock_synced": not self._unsynced,
-            }))
-        self._since, self._had_activity = now, True
-        self._counted, self._alerted = 0.0, False
-        self._unsynced = False
+                **self._quiet.facts(now), "quiet_hours": round(self._quiet.counted / 3600.0, 3),
+                "sensor": event.sensor, "trigger": event.type}))
+        self._quiet.restart(now)
+        self._alerted = False
         return out

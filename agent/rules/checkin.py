@@ -26,9 +26,9 @@ from __future__ import annotations
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-from .activity import CareNotice, interval_at, is_activity
+from .activity import CareNotice, PhasedRule, interval_at, is_activity
 from .care import CareEvent, ObservedEvent
-from .clock import DailyWindow, _utc_ts
+from .clock import DailyWindow, _utc_ts, check_forward
 
 if TYPE_CHECKING:  # the settings live with the other modes; only their type is needed here
     from .inactivity import InactivityRuleSettings
@@ -48,8 +48,11 @@ TRANSITIONS: Dict[str, Dict[str, str]] = {
 _MAX_STEPS = 1000  # window ends passed in one call: more is a bug (ALERTED skips ahead)
 
 
-class CheckInRule:
+class CheckInRule(PhasedRule):
     """``check_in`` inactivity (module docstring). Call ``advance`` at start-up."""
+
+    NAME = "check_in"
+    TRANSITIONS = TRANSITIONS
 
     def __init__(self, settings: "InactivityRuleSettings", tz: tzinfo) -> None:
         self.settings = settings
@@ -66,10 +69,6 @@ class CheckInRule:
     def __repr__(self) -> str:
         return f"CheckInRule({self._window.label}, phase={self.phase})"
 
-    @property
-    def warning(self) -> bool:
-        return self.phase == WARNING
-
     def observe(self, event: ObservedEvent, now: float, wall: float,
                 clock_synced: bool) -> List[CareEvent]:
         out = self.advance(now, wall, clock_synced)
@@ -77,9 +76,7 @@ class CheckInRule:
             return out
         trigger = {"mode": "check_in", "sensor": event.sensor, "trigger": event.type}
         if self.phase == WARNING:
-            out.append(CareNotice("care.inactivity_cancelled", "agent", now, {
-                **trigger, "warned_s": round(now - self._warn_at, 3),
-                "clock_synced": not self._unsynced}))
+            out.append(self._cancelled(trigger, now, self._warn_at, not self._unsynced))
         elif self.phase == ALERTED:
             out.append(CareEvent("care.activity_resumed", "agent", now, {
                 **trigger, **self._common()}))
@@ -94,9 +91,7 @@ class CheckInRule:
             self._start, self._end = interval_at(self._window, wall)
             self._unsynced = not clock_synced
             return []
-        if now < before:
-            raise ValueError(f"now went backwards: {now} after {before}; "
-                             "pass time.monotonic(), not the wall clock")
+        check_forward(now, before)
         self._unsynced |= not clock_synced
 
         def mono(t: float) -> float:  # a wall instant -> monotonic, within this call's span
@@ -133,11 +128,6 @@ class CheckInRule:
     def _warn_from(self) -> float:
         return max(self._start, self._end - self._warn_s)
 
-    def _step(self, what: str) -> None:
-        try:
-            self.phase = TRANSITIONS[self.phase][what]
-        except KeyError:
-            raise RuntimeError(f"check_in: input {what!r} is illegal in phase {self.phase!r}") from None
 
     def _common(self) -> Dict[str, Any]:
         last = self._last_activity

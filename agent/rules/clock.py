@@ -9,9 +9,8 @@ argument: no clock is read here.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 from agent.errors import ConfigError
 
@@ -106,6 +105,80 @@ class DailyWindow:
                 self._boundaries.clear()
             cached = self._boundaries[key] = _first_instant_at(datetime.combine(day, hhmm), self.tz)
         return cached
+
+
+def check_forward(now: float, mark: float) -> None:
+    """Refuse a ``now`` before the last call's: the rules need the monotonic clock."""
+    if now < mark:
+        raise ValueError(f"now went backwards: {now} after {mark}; "
+                         "pass time.monotonic(), not the wall clock")
+
+
+class QuietCount:
+    """Quiet seconds inside ``window`` since the last activity (or the first call).
+
+    The one count behind care.py's daytime inactivity and the version-2
+    :class:`~agent.rules.inactivity.QuietRule`; the rules own their phases, this owns
+    the clocks (care.py's module docstring): every monotonic second is counted once,
+    placed in the local day with the offset ``wall - now`` of the latest call.
+    """
+
+    def __init__(self, window: DailyWindow, hours: float) -> None:
+        self.window = window
+        self.need_s = float(hours) * 3600.0
+        self.mark: Optional[float] = None  # monotonic time counted up to
+        self.offset = 0.0  # wall - now at the last call
+        self.since = 0.0  # monotonic: last activity, or the first call
+        self.had_activity = False
+        self.counted = 0.0  # in-window seconds since `since`
+        self.unsynced = False  # some of `counted` was placed with an unsynced clock
+        self._deadline_cache: Optional[Tuple[Tuple[float, float, float], float]] = None
+
+    def advance(self, now: float, wall: float, clock_synced: bool, watch: bool) -> Optional[float]:
+        """Count up to ``now``. With ``watch``: the monotonic instant in this span at which
+        the count reached ``need_s`` (None if not yet; the first call only starts counting)."""
+        offset = wall - now
+        if self.mark is None:
+            self.mark, self.since, self.offset = now, now, offset
+            self.unsynced = not clock_synced
+            return None
+        check_forward(now, self.mark)
+        elapsed, begin = now - self.mark, self.mark + offset  # the span, on today's best clock
+        self.unsynced |= elapsed > 0 and not clock_synced
+        due: Optional[float] = None
+        if watch:
+            due_after = self.window.reach(begin, self.need_s - self.counted) - begin
+            if due_after <= elapsed + _TOLERANCE_S:
+                due = min(self.mark + due_after, now)
+        self.counted += self.window.seconds_inside(begin, begin + elapsed)
+        self.mark, self.offset = now, offset
+        return due
+
+    def deadline(self) -> Optional[float]:
+        """Monotonic time the count reaches ``need_s`` if no activity comes; None before the start."""
+        if self.mark is None:
+            return None
+        key = (self.mark, self.offset, self.counted)
+        if self._deadline_cache is None or self._deadline_cache[0] != key:  # reach() walks days
+            begin = self.mark + self.offset
+            due = self.window.reach(begin, self.need_s - self.counted) - begin
+            self._deadline_cache = (key, self.mark + due)
+        return self._deadline_cache[1]
+
+    def restart(self, now: float) -> None:
+        """Activity at ``now``: a new quiet episode starts."""
+        self.since, self.had_activity = now, True
+        self.counted, self.unsynced = 0.0, False
+
+    def facts(self, at: float) -> Dict[str, Any]:
+        """The ``data`` the inactivity events share, as of monotonic ``at``."""
+        return {
+            "quiet_hours": round(self.need_s / 3600.0, 3),
+            "idle_s": round(at - self.since, 3),
+            "window": self.window.label,
+            "last_activity": _utc_ts(self.since + self.offset) if self.had_activity else None,
+            "clock_synced": not self.unsynced,
+        }
 
 
 def _local(t: float, tz: tzinfo) -> datetime:

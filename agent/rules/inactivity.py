@@ -18,10 +18,10 @@ After ``care.inactivity`` nothing more is raised until activity, which raises
 ``check_in`` (:class:`~agent.rules.checkin.CheckInRule`): at least one activity is
 expected inside ``from``-``to`` each day.
 
-Clocks as in care.py: durations on the monotonic ``now``; where in the local day an
-instant falls from ``wall`` through the time zone, mapped with the offset
-``wall - now`` of the latest call, so an NTP jump neither adds nor removes quiet time,
-and DST days are as long as they are. ``data.clock_synced`` is true only if every
+Clocks: the count is care.py's own (:class:`~agent.rules.clock.QuietCount`): durations
+on the monotonic ``now``; where in the local day an instant falls from ``wall`` through
+the time zone, mapped with the offset ``wall - now`` of the latest call, so an NTP jump
+neither adds nor removes quiet time, and DST days are as long as they are. ``data.clock_synced`` is true only if every
 second counted in the episode was placed with a synchronised clock.
 """
 from __future__ import annotations
@@ -32,9 +32,9 @@ from typing import Any, Dict, List, Optional, Union
 
 from agent.errors import ConfigError
 
-from .activity import TOLERANCE_S, CareNotice, is_activity
+from .activity import TOLERANCE_S, CareNotice, PhasedRule, is_activity
 from .care import CareEvent, ObservedEvent
-from .clock import DailyWindow, _parse_hhmm, _utc_ts
+from .clock import DailyWindow, QuietCount, _parse_hhmm, _utc_ts
 from .checkin import CheckInRule
 
 __all__ = ["MODES", "InactivityRuleSettings", "QuietRule", "inactivity_rule"]
@@ -100,34 +100,26 @@ TRANSITIONS: Dict[str, Dict[str, str]] = {
 }
 
 
-class QuietRule:
+class QuietRule(PhasedRule):
     """``daytime`` / ``continuous`` inactivity (module docstring). Call ``advance`` at start-up."""
+
+    NAME = "inactivity"
+    TRANSITIONS = TRANSITIONS
 
     def __init__(self, settings: InactivityRuleSettings, tz: tzinfo) -> None:
         if settings.mode == "check_in":
             raise ValueError("QuietRule does not do check_in; use inactivity_rule()")
         self.settings = settings
         whole_day = settings.mode == "continuous"
-        self._window = DailyWindow("00:00" if whole_day else settings.from_,
-                                   "00:00" if whole_day else settings.to, tz)
-        self._need_s = float(settings.hours) * 3600.0
+        self._quiet = QuietCount(DailyWindow("00:00" if whole_day else settings.from_,
+                                             "00:00" if whole_day else settings.to, tz),
+                                 settings.hours)
         self._warn_s = float(settings.warn_min) * 60.0
         self.phase = QUIET
-        self._mark: Optional[float] = None  # monotonic time counted up to
-        self._offset = 0.0                  # wall - now at the last call
-        self._since = 0.0                   # monotonic: last activity, or the first call
-        self._had_activity = False
-        self._counted = 0.0                 # in-window quiet seconds since `_since`
-        self._unsynced = False
         self._warn_at = 0.0                 # monotonic start of the warning
 
     def __repr__(self) -> str:
         return f"QuietRule({self.settings.mode}, {self.settings.hours:g} h, phase={self.phase})"
-
-    @property
-    def warning(self) -> bool:
-        """True while the warning lasts (the loop plays the ``warn`` pattern)."""
-        return self.phase == WARNING
 
     def observe(self, event: ObservedEvent, now: float, wall: float,
                 clock_synced: bool) -> List[CareEvent]:
@@ -137,85 +129,55 @@ class QuietRule:
         return out
 
     def advance(self, now: float, wall: float, clock_synced: bool) -> List[CareEvent]:
-        offset = wall - now
-        if self._mark is None:
-            self._mark, self._since, self._offset = now, now, offset
-            self._unsynced = not clock_synced
-            return []
-        if now < self._mark:
-            raise ValueError(f"now went backwards: {now} after {self._mark}; "
-                             "pass time.monotonic(), not the wall clock")
-        elapsed, begin = now - self._mark, self._mark + offset
-        self._unsynced |= elapsed > 0 and not clock_synced
-        out: List[CareEvent] = []
-        if self.phase == QUIET:
-            due_after = self._window.reach(begin, self._need_s - self._counted) - begin
-            if due_after <= elapsed + TOLERANCE_S:
-                out += self._due(min(self._mark + due_after, now), offset)
+        due = self._quiet.advance(now, wall, clock_synced, watch=self.phase == QUIET)
+        out = [] if due is None else self._due(due)
         if self.phase == WARNING and now + TOLERANCE_S >= self._warn_at + self._warn_s:
             self._step(WARN_END)
-            out.append(self._inactivity(self._warn_at + self._warn_s, offset))
-        self._counted += self._window.seconds_inside(begin, begin + elapsed)
-        self._mark, self._offset = now, offset
+            out.append(self._inactivity(self._warn_at + self._warn_s))
         return out
 
     def next_deadline(self) -> Optional[float]:
         """Monotonic time of the next warning or alert if nothing happens; else None."""
-        if self._mark is None or self.phase == ALERTED:
+        if self._quiet.mark is None or self.phase == ALERTED:
             return None
         if self.phase == WARNING:
             return self._warn_at + self._warn_s
-        begin = self._mark + self._offset
-        return self._mark + self._window.reach(begin, self._need_s - self._counted) - begin
+        return self._quiet.deadline()
 
     # ---- steps
 
-    def _step(self, what: str) -> None:
-        try:
-            self.phase = TRANSITIONS[self.phase][what]
-        except KeyError:
-            raise RuntimeError(f"inactivity: input {what!r} is illegal in phase {self.phase!r}") from None
 
-    def _due(self, at: float, offset: float) -> List[CareEvent]:
+    def _due(self, at: float) -> List[CareEvent]:
         self._step(DUE)
         self._warn_at = at
         if self._warn_s == 0:
             self._step(WARN_END)
-            return [self._inactivity(at, offset)]
+            return [self._inactivity(at)]
         return [CareNotice("care.inactivity_warning", "agent", at, {
-            **self._common(at, offset), "warn_min": self.settings.warn_min,
-            "ends_at": _utc_ts(at + self._warn_s + offset)})]
+            **self._common(at), "warn_min": self.settings.warn_min,
+            "ends_at": _utc_ts(at + self._warn_s + self._quiet.offset)})]
 
     def _activity(self, event: ObservedEvent, now: float) -> List[CareEvent]:
         out: List[CareEvent] = []
-        trigger = {"sensor": event.sensor, "trigger": event.type}
+        trigger = {"mode": self.settings.mode, "sensor": event.sensor, "trigger": event.type}
         if self.phase == WARNING:
-            out.append(CareNotice("care.inactivity_cancelled", "agent", now, {
-                "mode": self.settings.mode, **trigger, "warned_s": round(now - self._warn_at, 3),
-                "clock_synced": not self._unsynced}))
+            out.append(self._cancelled(trigger, now, self._warn_at, not self._quiet.unsynced))
         elif self.phase == ALERTED:
             out.append(CareEvent("care.activity_resumed", "agent", now, {
-                **self._common(now, self._offset), **trigger,
-                "quiet_hours": round(self._counted / 3600.0, 3)}))
+                **self._quiet.facts(now), **trigger,
+                "quiet_hours": round(self._quiet.counted / 3600.0, 3)}))
         self._step(ACTIVE)
-        self._since, self._had_activity = now, True
-        self._counted, self._unsynced = 0.0, False
+        self._quiet.restart(now)
         return out
 
-    def _inactivity(self, at: float, offset: float) -> CareEvent:
+    def _inactivity(self, at: float) -> CareEvent:
+        q = self._quiet
         return CareEvent("care.inactivity", "agent", at, {
-            **self._common(at, offset), "warned": self._warn_s > 0,
-            "counting_since": _utc_ts(self._since + offset)})
+            **self._common(at), "warned": self._warn_s > 0,
+            "counting_since": _utc_ts(q.since + q.offset)})
 
-    def _common(self, at: float, offset: float) -> Dict[str, Any]:
-        return {
-            "mode": self.settings.mode,
-            "quiet_hours": round(self._need_s / 3600.0, 3),
-            "idle_s": round(at - self._since, 3),
-            "window": self._window.label,
-            "last_activity": _utc_ts(self._since + offset) if self._had_activity else None,
-            "clock_synced": not self._unsynced,
-        }
+    def _common(self, at: float) -> Dict[str, Any]:
+        return {"mode": self.settings.mode, **self._quiet.facts(at)}
 
 
 def inactivity_rule(settings: InactivityRuleSettings,

@@ -94,8 +94,6 @@ BROKEN = [
     ("bad-protocol", BASE + "  protocol: 3\n", 7, "mqtt.protocol", "not one of 3.1.1, 5"),
     ("bad-algorithm", BASE + "signing: {algorithm: RS256}\n", 7, "signing.algorithm",
      "not one of EdDSA, HS256"),
-    ("bad-time", BASE + "care:\n  night_door: {from: \"25:00\"}\n", 8, "care.night_door.from",
-     "not a time of day"),
     ("hs256-without-kid", BASE + "signing:\n  algorithm: HS256\n", 8, "signing.kid",
      "required with HS256"),
     ("undefined-env-var", BASE + "state_dir: ${STATE}/x\n", 7, "state_dir",

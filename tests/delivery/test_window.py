@@ -260,15 +260,7 @@ def test_a_flapping_broker_is_reached_far_more_often_when_pubacks_reset_the_back
 # --- IncomingSizeGuard (docs/spec.md §7, MQTT 3.1.1) -------------------------------------
 
 from agent.delivery.window import IncomingSizeGuard, OversizePacket  # noqa: E402
-
-
-def remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+from tests.faultproxy import encode_remaining_length as remaining_length  # noqa: E402
 
 
 def packet(first: int, body: bytes) -> bytes:

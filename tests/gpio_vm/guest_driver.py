@@ -406,25 +406,24 @@ class Run:
         lat_release: List[float] = []
         lost = 0
         for _ in range(TIMING_PRESSES):
-            since = self.agent.mark()
-            t_down = drive("sos_timing", True)
-            c = self.agent.wait_commit(lambda c: c["type"] == "sos.pressed"
-                                       and c["sensor"] == "sos_timing", since, 3)
-            if c is None:
-                lost += 1
-            else:
-                lat_press.append(c["t"] - t_down)
-            since = self.agent.mark()
-            t_up = drive("sos_timing", False)
-            c = self.agent.wait_commit(lambda c: c["type"] == "sos.released"
-                                       and c["sensor"] == "sos_timing", since, 3)
-            if c is None:
-                lost += 1
-            else:
-                lat_release.append(c["t"] - t_up)
+            for level, event_type, latencies in ((True, "sos.pressed", lat_press),
+                                                 (False, "sos.released", lat_release)):
+                latency = self._flip_to_commit(level, event_type)
+                if latency is None:
+                    lost += 1
+                else:
+                    latencies.append(latency)
             time.sleep(0.02)
         return {"presses": TIMING_PRESSES, "lost": lost, "press_s": lat_press,
                 "release_s": lat_release}
+
+    def _flip_to_commit(self, level: bool, event_type: str) -> Optional[float]:
+        """Drive sos_timing to ``level``; seconds until ``event_type`` is committed (None: lost)."""
+        since = self.agent.mark()
+        t_flip = drive("sos_timing", level)
+        c = self.agent.wait_commit(lambda c: c["type"] == event_type
+                                   and c["sensor"] == "sos_timing", since, 3)
+        return None if c is None else c["t"] - t_flip
 
     def sigterm(self) -> Dict[str, Any]:
         import lgpio

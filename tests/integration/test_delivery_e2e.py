@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.record.counters import Counters
@@ -34,6 +33,7 @@ from agent.record.recorder import AgentEvent, Clocks, Recorder
 from agent.delivery.publisher import LinkSettings, Publisher, TlsSettings
 from agent.record.signing import Signer, Verifier
 from drivers.events import SensorEvent
+from tests.agent_files import private_pem, secret_file
 from tests.broker import MosquittoBroker, Received, Subscriber, make_client
 from tests.faultproxy import FaultProxy
 from tests.helpers import REPO, assert_unique_boot_seq, wait_until
@@ -408,13 +408,6 @@ def test_a_corrupt_buffer_is_quarantined_reported_and_delivery_goes_on(
 STREAM_AGENT = Path(__file__).with_name("stream_agent.py")
 
 
-def _secret_file(path: Path, content: bytes) -> Path:
-    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(content)
-    return path
-
-
 def _parse(out: str, boots: Dict[int, List[Tuple[str, int]]]) -> int:
     """Complete ``JTI SEQ BOOT`` lines into ``boots``; returns the boot seen (or -1)."""
     boot = -1
@@ -497,10 +490,8 @@ class _Cloud:
 def test_kill_9_at_random_moments_loses_no_committed_event(
         tmp_path: Path, broker: MosquittoBroker) -> None:
     key = Ed25519PrivateKey.generate()
-    key_file = _secret_file(tmp_path / "device-key.pem", key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    pw_file = _secret_file(tmp_path / "password", broker.users["device"].encode())
+    key_file = secret_file(tmp_path / "device-key.pem", private_pem(key))
+    pw_file = secret_file(tmp_path / "password", broker.users["device"].encode())
     state = tmp_path / "state"
     rng = random.Random(9)
     boots: Dict[int, List[Tuple[str, int]]] = defaultdict(list)

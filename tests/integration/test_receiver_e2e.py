@@ -12,13 +12,14 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Iterator, List
 
 import psycopg
 import pytest
 
 from agent.remote.keys import load_command_verifier
 from agent.remote.policy import CommandPolicy, SeenCommands
+from tests.agent_files import private_pem
 from tests.broker import Subscriber, free_port
 from tests.helpers import REPO, assert_unique_boot_seq, cli_env, wait_until
 from tests.postgres import PostgresServer
@@ -29,12 +30,8 @@ pytestmark = [pytest.mark.broker]
 
 @pytest.fixture
 def fleet_broker(tmp_path: Path, test_pki: Any) -> Iterator[FleetBroker]:
-    b = FleetBroker(tmp_path / "broker", test_pki)
-    b.start()
-    try:
+    with FleetBroker(tmp_path / "broker", test_pki) as b:
         yield b
-    finally:
-        b.kill()
 
 
 @pytest.fixture
@@ -139,11 +136,8 @@ def test_supervision_silent_after_three_heartbeats_back_on_event_offline_earlier
     setup = write_setup(tmp_path / "rx", fleet_broker, postgres, db.info_dbname,
                         [quiet, killed], heartbeat_s=1.0,
                         per_device_heartbeat={"gw-killed": 60.0})
-    from cryptography.hazmat.primitives import serialization
     key_file = tmp_path / "killed.pem"
-    key_file.write_bytes(killed.key.private_bytes(serialization.Encoding.PEM,
-                                                  serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()))
+    key_file.write_bytes(private_pem(killed.key))
     receiver = ReceiverProcess(setup["configs"]["r1"]).start()
     gateway = None
     try:

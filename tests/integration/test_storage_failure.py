@@ -12,8 +12,9 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -23,23 +24,15 @@ from tests.agent_files import AgentFiles, files_for_broker, run_simulate
 from tests.broker import MosquittoBroker, Subscriber
 from tests.helpers import assert_unique_boot_seq, cli_command, cli_env
 from tests.integration.agent_harness import SOS_PIN, AgentHarness
-from tests.storage_mounts import Ext4Card, SmallTmpfs, mount_or_skip
+from tests.storage_mounts import Ext4Card, SmallTmpfs
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
-def card(tmp_path: Path) -> Iterator[Ext4Card]:
-    card = mount_or_skip(lambda: Ext4Card(tmp_path))
-    yield card
-    card.close()
-
-
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[SmallTmpfs]:
-    fs = mount_or_skip(lambda: SmallTmpfs(tmp_path, size_kb=4096))
-    yield fs
-    fs.close()
+def small_fs_kb() -> int:
+    """small_fs (tests/conftest.py) at 4 MiB here."""
+    return 4096
 
 
 def _press(h: AgentHarness, after: int, limit_s: float) -> Dict[str, Any]:
@@ -105,15 +98,13 @@ def test_a_full_disk_with_the_broker_up_sends_at_once_signs_once_and_resumes(
 
 # --- the real processes: start and stop on a failed card ------------------------------------
 
-def _files(broker: MosquittoBroker, folder: Path, state: Path) -> AgentFiles:
-    return files_for_broker(folder, broker, commands=False,
-                            extra={"state_dir": str(state), "heartbeat_s": 3600,
-                                   "buffer": {"min_free_mb": 0}})
-
-
-def _verifier(files: AgentFiles) -> Verifier:
+def _files(broker: MosquittoBroker, tmp_path: Path, state: Path) -> Tuple[AgentFiles, Verifier]:
+    """The agent's files (state in ``state``) and a verifier of what it signs."""
+    files = files_for_broker(tmp_path / "agent", broker, commands=False,
+                             extra={"state_dir": str(state), "heartbeat_s": 3600,
+                                    "buffer": {"min_free_mb": 0}})
     public = files.device_key.public_key()
-    return Verifier("EdDSA", public, kid=ed25519_thumbprint(public))
+    return files, Verifier("EdDSA", public, kid=ed25519_thumbprint(public))
 
 
 def _events(sub: Subscriber, verifier: Verifier) -> List[Dict[str, Any]]:
@@ -146,34 +137,42 @@ def _sigterm(proc: "subprocess.Popen[str]") -> int:
     return proc.wait(20)
 
 
+@contextmanager
+def _running(files: AgentFiles, log: Path) -> Iterator["subprocess.Popen[str]"]:
+    """``homecare-agent run`` logging to ``log``; killed on the way out if still running."""
+    proc = _run(files, log)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _break_storage_and_stop(files: AgentFiles, sub: Subscriber, verifier: Verifier, log: Path,
+                            break_storage: Callable[[], object]) -> None:
+    """Start the agent, let it send, break its storage, SIGTERM: it must exit 0 without a traceback."""
+    with _running(files, log) as proc:
+        _wait_types(sub, verifier, "agent.started", "sos.released")
+        break_storage()
+        assert _sigterm(proc) == 0, log.read_text()[-3000:]
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
 def test_run_stops_with_0_on_a_failed_card_and_restarts_degraded_instead_of_crash_looping(
         broker: MosquittoBroker, tmp_path: Path, card: Ext4Card) -> None:
-    files = _files(broker, tmp_path / "agent", card.path / "state")
-    verifier = _verifier(files)
+    files, verifier = _files(broker, tmp_path, card.path / "state")
     with Subscriber(broker, "homecare/gw-test/#") as sub:
-        log1 = tmp_path / "run-1.log"
-        proc = _run(files, log1)
-        try:
-            _wait_types(sub, verifier, "agent.started", "sos.released")
-            card.fail()
-            assert _sigterm(proc) == 0, log1.read_text()[-3000:]   # SIGTERM on a read-only card
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        assert "Traceback" not in log1.read_text(), log1.read_text()[-3000:]
+        # SIGTERM on a read-only card
+        _break_storage_and_stop(files, sub, verifier, tmp_path / "run-1.log", card.fail)
         boots = []
         for run in (2, 3):                       # systemd restarting it on the same card
             log = tmp_path / f"run-{run}.log"
             seen = len(_events(sub, verifier))
-            proc = _run(files, log)
-            try:
+            with _running(files, log) as proc:
                 events = _wait_types(sub, verifier, "agent.started", "buffer.storage_failed",
                                      "sos.released", after=seen)
                 assert proc.poll() is None, log.read_text()[-3000:]
                 assert _sigterm(proc) == 0, log.read_text()[-3000:]
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
             text = log.read_text()
             assert "Traceback" not in text, text[-3000:]
             started = next(e for e in events[seen:] if e["type"] == "agent.started")
@@ -186,8 +185,7 @@ def test_run_stops_with_0_on_a_failed_card_and_restarts_degraded_instead_of_cras
 
 def test_simulate_on_a_read_only_card_delivers_every_press_from_memory(
         broker: MosquittoBroker, tmp_path: Path, card: Ext4Card) -> None:
-    files = _files(broker, tmp_path / "agent", card.path / "state")
-    verifier = _verifier(files)
+    files, verifier = _files(broker, tmp_path, card.path / "state")
     card.fail()
     timeline = "".join(f"- {{at: {t + 0.5}, sensor: sos, level: active}}\n"
                        f"- {{at: {t + 1.0}, sensor: sos, level: inactive}}\n" for t in range(5))
@@ -203,19 +201,9 @@ def test_simulate_on_a_read_only_card_delivers_every_press_from_memory(
 
 def test_run_stops_with_0_on_a_full_disk_after_sending_what_it_could(
         broker: MosquittoBroker, tmp_path: Path, small_fs: SmallTmpfs) -> None:
-    files = _files(broker, tmp_path / "agent", small_fs.path / "state")
-    verifier = _verifier(files)
+    files, verifier = _files(broker, tmp_path, small_fs.path / "state")
     with Subscriber(broker, "homecare/gw-test/#") as sub:
-        log = tmp_path / "run.log"
-        proc = _run(files, log)
-        try:
-            _wait_types(sub, verifier, "agent.started", "sos.released")
-            small_fs.fill()
-            assert _sigterm(proc) == 0, log.read_text()[-3000:]
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+        _break_storage_and_stop(files, sub, verifier, tmp_path / "run.log", small_fs.fill)
         assert_unique_boot_seq(_events(sub, verifier))
 
 

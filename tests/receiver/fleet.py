@@ -12,7 +12,6 @@ device public keys, the care centre's key and one receiver config per instance;
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
 import subprocess
@@ -22,14 +21,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import paho.mqtt.client as mqtt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from agent.record.counters import Counters
 from agent.record.events import make_event
 from agent.record.signing import Signer
-from tests.broker import MosquittoBroker, mosquitto_password_hash
+from tests.agent_files import private_pem, public_pem, secret_file
+from tests.broker import MosquittoBroker
 from tests.helpers import REPO, cli_env
 from tests.postgres import PostgresServer
 
@@ -42,13 +41,6 @@ class FleetBroker(MosquittoBroker):
         super()._write_auth_files()
         with open(self.acl_file, "a") as acl:
             acl.write("\nuser fleet\ntopic readwrite homecare/#\n")
-
-
-def _private_file(path: Path, data: bytes) -> Path:
-    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    return path
 
 
 class Gateway:
@@ -64,8 +56,7 @@ class Gateway:
         self.sent: List[Dict[str, Any]] = []      # claims of every event published
 
     def public_pem(self) -> bytes:
-        return self.key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo)
+        return public_pem(self.key)
 
     def connect(self, broker: MosquittoBroker, *, will: bool = False) -> None:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sim-{self.device_id}",
@@ -111,12 +102,9 @@ def write_setup(folder: Path, broker: MosquittoBroker, postgres: PostgresServer,
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "keys").mkdir(exist_ok=True)
     centre = Ed25519PrivateKey.generate()
-    _private_file(folder / "centre-key.pem", centre.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    (folder / "centre.pub.pem").write_bytes(centre.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    _private_file(folder / "mqtt-password", broker.users["consumer"].encode())
+    secret_file(folder / "centre-key.pem", private_pem(centre))
+    (folder / "centre.pub.pem").write_bytes(public_pem(centre))
+    secret_file(folder / "mqtt-password", broker.users["consumer"].encode())
     devices = []
     for gw in gateways:
         (folder / "keys" / f"{gw.device_id}.pub.pem").write_bytes(gw.public_pem())

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -217,15 +216,6 @@ def test_stale_files_are_raised_to_the_floor_and_a_lower_floor_changes_nothing(
 
 # --- an unwritable state directory (docs/spec.md §6: storage failure is not an exit) -------
 
-@pytest.fixture
-def small_fs(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from tests.storage_mounts import SmallTmpfs, mount_or_skip
-
-    fs = mount_or_skip(lambda: SmallTmpfs(tmp_path))
-    yield fs
-    fs.close()
-
-
 def test_a_read_only_state_dir_at_start_runs_degraded_with_a_boot_no_start_can_repeat(
         small_fs) -> None:  # type: ignore[no-untyped-def]
     state = small_fs.path / "state"
@@ -244,15 +234,6 @@ def test_a_read_only_state_dir_at_start_runs_degraded_with_a_boot_no_start_can_r
     small_fs.remount_rw()
     with Counters(state, block=10) as c:   # the card works again: ordinary boots go on
         assert c.degraded is None and c.boot == 2 and c.next_seq() == 11
-
-
-@pytest.fixture
-def card(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from tests.storage_mounts import Ext4Card, mount_or_skip
-
-    card = mount_or_skip(lambda: Ext4Card(tmp_path))
-    yield card
-    card.close()
 
 
 def test_a_block_that_cannot_be_saved_on_a_full_disk_keeps_counting_and_is_saved_once_it_can(

@@ -159,21 +159,9 @@ def _degraded_parts(folder: Path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def small_fs(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from tests.storage_mounts import SmallTmpfs, mount_or_skip
-
-    fs = mount_or_skip(lambda: SmallTmpfs(tmp_path, size_kb=2048))
-    yield fs
-    fs.close()
-
-
-@pytest.fixture
-def card(tmp_path: Path):  # type: ignore[no-untyped-def]
-    from tests.storage_mounts import Ext4Card, mount_or_skip
-
-    card = mount_or_skip(lambda: Ext4Card(tmp_path))
-    yield card
-    card.close()
+def small_fs_kb() -> int:
+    """small_fs (tests/conftest.py) at 2 MiB here."""
+    return 2048
 
 
 def _claims(verifier: Verifier, rows) -> List[dict]:  # type: ignore[no-untyped-def,type-arg]

@@ -1,9 +1,8 @@
 """Care rules (agent/rules/care.py) on a virtual clock: plain numbers, no sleeping."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
-from typing import Any, List, Mapping, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,46 +12,15 @@ from agent.rules.care import (CareEvent, CareRules, CareSettings, DailyWindow, I
                         NightDoorSettings)
 from agent.errors import ConfigError
 
+from . import support
+from .support import BERLIN, CLOSED, HOUR, OPENED, Clock, Ev, types
+
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-BERLIN = ZoneInfo("Europe/Berlin")
-HOUR = 3600.0
 
 
-@dataclass(frozen=True)
-class Ev:
-    """Stands in for drivers.events.SensorEvent (only what the rules read)."""
-
-    type: str
-    sensor: str = "front_door"
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-OPENED = Ev("door.opened", data={"state": "open"})
-CLOSED = Ev("door.closed", data={"state": "closed"})
-
-
-def epoch(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0,
-          tz: tzinfo = SHANGHAI) -> float:
-    return datetime(year, month, day, hour, minute, second, tzinfo=tz).timestamp()
-
-
-class Clock:
-    """Monotonic and wall time advancing together; the wall may jump (NTP sync)."""
-
-    def __init__(self, wall: float, mono: float = 1000.0) -> None:
-        self.mono, self.wall, self.synced = mono, wall, True
-
-    def tick(self, seconds: float) -> "Clock":
-        self.mono += seconds
-        self.wall += seconds
-        return self
-
-    def to_wall(self, wall: float) -> "Clock":
-        """Advance both clocks until the wall reads ``wall``."""
-        return self.tick(wall - self.wall)
-
-    def args(self) -> Tuple[float, float, bool]:
-        return self.mono, self.wall, self.synced
+def epoch(*ymdhms: int, tz: tzinfo = SHANGHAI) -> float:
+    """support.epoch, in this file's home zone unless told."""
+    return support.epoch(*ymdhms, tz=tz)
 
 
 def rules(night: bool = False, quiet: bool = False, tz: tzinfo = SHANGHAI,
@@ -62,10 +30,6 @@ def rules(night: bool = False, quiet: bool = False, tz: tzinfo = SHANGHAI,
         NightDoorSettings(enabled=night, from_=night_window[0], to=night_window[1]),
         InactivitySettings(enabled=quiet, hours=hours, from_=quiet_window[0], to=quiet_window[1]),
     ), tz)
-
-
-def types(events: List[CareEvent]) -> List[str]:
-    return [e.type for e in events]
 
 
 # --------------------------------------------------------------------------- night door
