@@ -24,14 +24,12 @@ mapped to, never before the previous call nor after this one.
 from __future__ import annotations
 
 from datetime import tzinfo
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from .activity import CareNotice, PhasedRule, interval_at, is_activity
 from .care import CareEvent, ObservedEvent
 from .clock import DailyWindow, _utc_ts, check_forward
-
-if TYPE_CHECKING:  # the settings live with the other modes; only their type is needed here
-    from .inactivity import InactivityRuleSettings
+from .settings import InactivityRuleSettings
 
 __all__ = ["CheckInRule"]
 
@@ -54,7 +52,7 @@ class CheckInRule(PhasedRule):
     NAME = "check_in"
     TRANSITIONS = TRANSITIONS
 
-    def __init__(self, settings: "InactivityRuleSettings", tz: tzinfo) -> None:
+    def __init__(self, settings: InactivityRuleSettings, tz: tzinfo) -> None:
         self.settings = settings
         self._window = DailyWindow(settings.from_, settings.to, tz)
         self._warn_s = float(settings.warn_min) * 60.0
