@@ -29,7 +29,6 @@ from __future__ import annotations
 from datetime import tzinfo
 from typing import Any, Dict, List, Optional, Union
 
-
 from .activity import TOLERANCE_S, CareNotice, PhasedRule, is_activity
 from .care import CareEvent, ObservedEvent
 from .clock import DailyWindow, QuietCount, _utc_ts
