@@ -14,7 +14,6 @@ import pytest
 from agent.cli.run import FLUSH_ON_RELOAD_S
 from agent.config.model import Config
 from agent.app.daemon import Agent
-from agent.app.sdnotify import Notifier
 from tests.broker import MosquittoBroker
 from tests.helpers import assert_unique_boot_seq
 from tests.integration.agent_harness import SOS_PIN, AgentHarness
@@ -24,22 +23,26 @@ pytestmark = pytest.mark.broker
 TAP_S = 0.4
 
 
-class TapWhileClosing(Notifier):
-    """The old agent's systemd notifier: when it says STOPPING (the old agent has begun to
-    close, the window in which the pins used to be let go), the SOS button is tapped."""
+class TapWhileClosing:
+    """Taps the SOS button when the old agent begins to close (the window in which the
+    pins used to be let go): :meth:`arm` wraps that agent's own ``close``."""
 
     def __init__(self, pin: Any) -> None:
-        super().__init__(None)
         self.pin = pin
         self.taps = 0
 
-    def stopping(self) -> bool:
-        if self.taps == 0:
-            self.taps += 1
-            self.pin.drive_low()
-            time.sleep(TAP_S)       # the length of the tap is the input, nothing is awaited
-            self.pin.drive_high()
-        return False
+    def arm(self, agent: Agent) -> None:
+        real_close = agent.close
+
+        def close(*args: Any, **kwargs: Any) -> bool:
+            if self.taps == 0:
+                self.taps += 1
+                self.pin.drive_low()
+                time.sleep(TAP_S)       # the length of the tap is the input, nothing is awaited
+                self.pin.drive_high()
+            return real_close(*args, **kwargs)
+
+        agent.close = close  # type: ignore[method-assign]
 
 
 class PinClaims:
@@ -103,11 +106,12 @@ def sos_events(events: List[Dict[str, Any]], boot: int) -> List[str]:
 def test_a_tap_during_a_reload_makes_exactly_one_press_and_release(
         tmp_path: Path, broker: MosquittoBroker, mock_factory: Any, change: str) -> None:
     tap = TapWhileClosing(mock_factory.pin(SOS_PIN))
-    h = AgentHarness(broker, tmp_path, mock_factory,
-                     build=lambda c: Agent.build(c, pin_factory=mock_factory, notifier=tap))
+    h = AgentHarness(broker, tmp_path, mock_factory)
     with h:
         h.wait_events(lambda ev: any(e["type"] == "sos.released" for e in ev), what="start-up")
         claims = PinClaims(mock_factory, SOS_PIN)
+        assert h.agent is not None
+        tap.arm(h.agent)
         new = dataclasses.replace(h.config, heartbeat_s=1800)
         if change == "new sos debounce":   # the pin stays, its state machine is new
             new = dataclasses.replace(new, sensors=tuple(
