@@ -89,7 +89,7 @@ def test_the_summary_counts_the_outbox_and_the_forged_commands(rig: Dict[str, An
     summary = rig["status"].summary()
     assert summary == {"connected": True, "reconnects": 1, "outbox_depth": 2,
                        "outbox_critical": 1, "delivered": 5, "inflight": 0,
-                       "signature_failures": 2}
+                       "signature_failures": 2, "open_alarms": 0}
     assert rig["status"].buffered() == 2 and rig["status"].recorded() == 2
 
 
