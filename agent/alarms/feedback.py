@@ -5,15 +5,17 @@ The resident should know that help is coming:
 ==========================  ==============================  ===================
 moment                      LED                             buzzer
 ==========================  ==============================  ===================
-SOS recorded (on disk)      fast blink ("alarm pending")    a few short chirps
+alarm recorded (on disk)    fast blink ("alarm pending")    a few short chirps
 its PUBACK arrived          slow blink ("sent")             —
+no ``ack`` in time (§11)    as before                       ``escalate`` beeps
 care centre sent ``ack``    steady on                       silent
 ``locate`` command          —                               beeps for a few s
 events cannot be stored     short flash every 2 s (idle)    two long beeps
 ==========================  ==============================  ===================
 
-A smoke alarm drives the same pattern. Nothing here needs the network: the chirp and
-the fast blink start as soon as the alarm is safely on disk, even with the broker down.
+Every alarm-opening event (``agent.alarms.book.OPENING_TYPES``) drives the same pattern. Nothing
+here needs the network: the chirp and the fast blink start as soon as the alarm is
+safely on disk, even with the broker down, and the reminders come offline too.
 
 When the state directory cannot be written (docs/spec.md §6) alarms are kept in memory
 and feedback goes on as usual: the chirp and the blinks follow the alarm as above
