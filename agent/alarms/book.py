@@ -56,6 +56,10 @@ TRANSITIONS: Mapping[str, Mapping[str, str]] = {
 LED_IDLE, LED_ACKNOWLEDGED = "idle", "acknowledged"
 
 
+#: the allowed ranges of ``alarms:`` (the config reader checks the same, with lines)
+MIN_S, MAX_S, MAX_REPEATS = 10, 86400, 1000
+
+
 @dataclass(frozen=True)
 class AlarmSchedule:
     """``alarms:`` of the config (docs/spec.md §11); every default lives here."""
@@ -65,14 +69,15 @@ class AlarmSchedule:
     max_repeats: int = 12
 
     def __post_init__(self) -> None:
-        for name, low, high in (("ack_timeout_s", 10, 86400), ("repeat_s", 10, 86400)):
+        for name, low, high in (("ack_timeout_s", MIN_S, MAX_S), ("repeat_s", MIN_S, MAX_S)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
                 raise ValueError(f"alarms.{name} must be a number of seconds from {low} to {high}, "
                                  f"not {value!r}")
         if isinstance(self.max_repeats, bool) or not isinstance(self.max_repeats, int) \
-                or not 0 <= self.max_repeats <= 1000:
-            raise ValueError(f"alarms.max_repeats must be an integer from 0 to 1000, not {self.max_repeats!r}")
+                or not 0 <= self.max_repeats <= MAX_REPEATS:
+            raise ValueError(f"alarms.max_repeats must be an integer from 0 to {MAX_REPEATS}, "
+                             f"not {self.max_repeats!r}")
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,9 @@ class OpenAlarm:
     committed_wall: float   # when it was committed (wall clock then)
     repeats: int = 0        # reminders raised so far
     reminder_jtis: Tuple[str, ...] = ()
+    #: the opening event's outbox row (negative: the memory buffer's key; None: unknown),
+    #: so that a PUBACK, which names rows, can make it ``sent``
+    row: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.phase not in TRANSITIONS:
@@ -150,11 +158,11 @@ class AlarmBook:
         return event_type in OPENING_TYPES
 
     def opened(self, *, jti: str, type: str, sensor: str, ts_wall: float,
-               now: float, wall: float) -> None:
-        """An alarm-opening event was committed to the outbox."""
+               now: float, wall: float, row: Optional[int] = None) -> None:
+        """An alarm-opening event was committed to the outbox (as ``row``)."""
         if jti in self._entries:
             return
-        alarm = OpenAlarm(jti, type, sensor, PENDING, ts_wall, wall)
+        alarm = OpenAlarm(jti, type, sensor, PENDING, ts_wall, wall, row=row)
         due = now + self.schedule.ack_timeout_s if self.schedule.max_repeats > 0 else None
         self._entries[jti] = _Entry(alarm, due)
         self._acknowledged_last = False
@@ -175,6 +183,19 @@ class AlarmBook:
             entry.alarm = replace(entry.alarm, phase=TRANSITIONS[entry.alarm.phase]["delivered"])
             self._changed = True
         return []
+
+    def stored(self, jti: str, row: int) -> None:
+        """The alarm's event moved from memory into the outbox as ``row``."""
+        entry = self._entries.get(jti)
+        if entry is not None and entry.alarm.row != row:
+            entry.alarm = replace(entry.alarm, row=row)
+            self._changed = True
+
+    def delivered_rows(self, rows: Iterable[int]) -> None:
+        """The broker PUBACKed these outbox (or memory) rows: their alarms are ``sent``."""
+        done = set(rows)
+        for jti in [j for j, e in self._entries.items() if e.alarm.row in done]:
+            self.delivered(jti)
 
     def acknowledge(self, in_reply_to: Optional[str], *, wall: float) -> List[Acknowledged]:
         """An accepted ``ack`` command: closes the alarm named by ``in_reply_to`` (its own
@@ -241,6 +262,8 @@ class AlarmBook:
             alarms.append({"jti": a.jti, "type": a.type, "sensor": a.sensor, "phase": a.phase,
                            "ts": a.ts_wall, "committed": a.committed_wall, "repeats": a.repeats,
                            "reminders": list(a.reminder_jtis),
+                           # a memory row does not outlive the process
+                           "row": a.row if a.row is not None and a.row > 0 else None,
                            "due": None if e.due is None else wall + (e.due - now)})
         return {"v": 1, "saved": wall, "alarms": alarms, "last_ack_latency_ms": self.last_ack_latency_ms}
 
@@ -298,10 +321,13 @@ def _alarm(item: Any) -> OpenAlarm:
         raise ValueError("each alarm must be an object")
     reminders = item.get("reminders", [])
     repeats = item.get("repeats", 0)
+    row = item.get("row")
     if not isinstance(reminders, list) or isinstance(repeats, bool) or not isinstance(repeats, int):
         raise ValueError("alarm reminders must be a list and repeats an integer")
+    if row is not None and (isinstance(row, bool) or not isinstance(row, int) or row < 1):
+        raise ValueError(f"alarm row must be a positive integer, not {row!r}")
     return OpenAlarm(
         jti=_text(item.get("jti"), "jti"), type=_text(item.get("type"), "type"),
         sensor=_text(item.get("sensor"), "sensor"), phase=_text(item.get("phase"), "phase"),
         ts_wall=_number(item.get("ts"), "ts"), committed_wall=_number(item.get("committed"), "committed"),
-        repeats=repeats, reminder_jtis=tuple(_text(r, "reminder jti") for r in reminders))
+        repeats=repeats, reminder_jtis=tuple(_text(r, "reminder jti") for r in reminders), row=row)

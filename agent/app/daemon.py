@@ -35,6 +35,8 @@ from agent.config.model import Config
 from agent.record.counters import UNWRITABLE, Counters
 from agent.record.events import clock_synchronised
 from agent.alarms.feedback import Feedback
+from agent.alarms.book import AlarmBook
+from agent.alarms.store import AlarmStore
 from agent.app.actions import Actions
 from agent.app.checks import CommandChecks, command_policy, secrets
 from agent.app.loop import AgentLoop, Stop
@@ -80,6 +82,8 @@ class Agent:
         self.inputs: Dict[str, EdgeInput] = {}
         self.relay = EdgeRelay()
         self.feedback: Feedback
+        #: why the saved open alarms were set aside at start (None: read, or none saved)
+        self.alarms_quarantined: Optional[str] = None
         self.commands: Optional[CommandHandler] = None
         self.commands_disabled_because: Optional[str] = None
         self.notifier: Notifier
@@ -183,7 +187,7 @@ class Agent:
         # 3. GPIO: outputs and inputs (the edge callbacks only enqueue)
         factory = pin_factory if pin_factory is not None else make_pin_factory(
             config.gpio.backend, chip=config.gpio.chip, board_revision=config.gpio.board_revision)
-        self.feedback = _feedback(config, factory)
+        self.feedback = self._feedback(config, factory)
         self.sensors = Sensors(self._state_machines(config, handover), self.inputs)
         if policy is not None:
             actions = Actions(feedback=self.feedback, link=self.publisher, sensors=self.sensors)
@@ -201,6 +205,21 @@ class Agent:
             watchdog=self.notifier, watchdog_s=self.notifier.watchdog_interval_s,
             on_turn=self.status_file.update, started_data=self._started_data(config))
         self._claim_pins(config, handover, factory)
+
+    def _feedback(self, config: Config, factory: Any) -> Feedback:
+        """The outputs, and the open alarms saved before (a restart, a power cut)."""
+        clock, wall = self._clock, self._wall
+        store = AlarmStore(config.state_dir)
+        try:
+            book, self.alarms_quarantined = store.load(config.alarms, now=clock(), wall=wall())
+        except OSError as exc:  # an unreadable card: start with none, and say so
+            book, self.alarms_quarantined = AlarmBook(config.alarms), f"cannot read: {exc}"
+        outs = config.outputs
+        return Feedback(
+            buzzer=Buzzer(outs.buzzer.pin, active=outs.buzzer.active, pin_factory=factory)
+            if outs.buzzer else None,
+            led=Led(outs.led.pin, active=outs.led.active, pin_factory=factory) if outs.led else None,
+            patterns=outs.patterns, book=book, store=store, clock=clock, wall=wall)
 
     def _state_machines(self, config: Config,
                         handover: Optional[PinHandover]) -> Dict[str, StateMachine]:
@@ -256,6 +275,10 @@ class Agent:
                       quarantined.path, quarantined.reason, ", ".join(quarantined.moved_to))
             self.recorder.record([AgentEvent("buffer.quarantined", self._clock(),
                                              quarantined.as_data(), critical=True)])
+        if self.alarms_quarantined is not None:    # the log line is the store's
+            self.recorder.record([AgentEvent("alarms.quarantined", self._clock(),
+                                             {"reason": self.alarms_quarantined[:200]},
+                                             critical=True)])
         if self.commands is not None and self.commands.store.quarantined is not None:
             log.error("seen-commands file was corrupt; moved to %s", self.commands.store.quarantined)
         self.publisher.start()
@@ -324,15 +347,6 @@ class Agent:
         self.storage.close()
         self.counters.close()
         return flushed
-
-
-def _feedback(config: Config, factory: Any) -> Feedback:
-    outs = config.outputs
-    return Feedback(
-        buzzer=Buzzer(outs.buzzer.pin, active=outs.buzzer.active, pin_factory=factory)
-        if outs.buzzer else None,
-        led=Led(outs.led.pin, active=outs.led.active, pin_factory=factory) if outs.led else None,
-        patterns=outs.patterns)
 
 
 def open_outbox(config: Config) -> Outbox:

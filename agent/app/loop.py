@@ -15,7 +15,9 @@ advance every state machine to ``now`` (both through :class:`~agent.app.sensors.
 which ``monitor`` uses too, with the periodic pin re-read), pass sensor events through the care rules,
 and hand the whole batch of recognised events to the :class:`~agent.record.recorder.Recorder`,
 which signs them and commits them to the outbox in one transaction before anything
-else hears of them. Only then is local feedback (buzzer, LED) driven.
+else hears of them. Only then is local feedback (buzzer, LED) driven, and the alarm
+book (inside the feedback) opens the alarms among them. The book's reminder times are
+deadlines of the loop too: an overdue alarm becomes an ``alarm.unacknowledged`` event.
 
 When the state directory cannot be written the recorder keeps events in memory
 instead (docs/spec.md §6): they are still returned, so feedback runs as usual, and the
@@ -35,6 +37,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Seque
 from agent import __version__
 from agent.app.messages import (CallMsg, CommandMsg, DeliveredMsg, Edge, EdgeMsg, Inbox,
                                 Message, StopMsg)
+from agent.alarms.book import REMINDER_TYPE, Reminder
 from agent.app.sensors import Sensors
 from agent.record.recorder import AgentEvent, Recognised, Recorder
 from drivers.events import SensorEvent
@@ -62,10 +65,14 @@ class CommandHook(Protocol):
 
 
 class FeedbackHook(Protocol):
+    """The alarm book and the outputs that show it (agent.alarms.feedback)."""
+
     def recorded(self, events: Sequence[Any], row_ids: Mapping[str, int]) -> None: ...
     def delivered(self, row_ids: Sequence[int]) -> None: ...
     def stored(self, row_ids: Mapping[str, int]) -> None: ...
     def storage(self, failed: bool) -> None: ...
+    def advance(self, now: float) -> Sequence[Reminder]: ...
+    def next_deadline(self) -> Optional[float]: ...
 
 
 class WatchdogHook(Protocol):
@@ -187,6 +194,8 @@ class AgentLoop:
             sensor_events += self._safely("pin re-read", self._reread_pins, now) or []
         self.record(self._with_care(sensor_events, now), now)
         others: List[Recognised] = []
+        if self.feedback is not None:
+            others += self._reminders(now)
         if self.commands is not None:
             for payload in asked.commands:
                 others += self._safely("command", self.commands.handle, payload, now) or []
@@ -245,6 +254,14 @@ class AgentLoop:
         if care is not None:
             out += self._safely("care rules", care.advance, now, wall, synced) or []
         return out
+
+    def _reminders(self, now: float) -> List[Recognised]:
+        """``alarm.unacknowledged`` for each alarm the book says is overdue: a new event
+        naming its alarm (nothing is signed twice); the book learns its jti once recorded."""
+        assert self.feedback is not None
+        due = self._safely("alarm reminders", self.feedback.advance, now) or []
+        return [AgentEvent(REMINDER_TYPE, now, r.data(), critical=True, sensor=r.sensor)
+                for r in due]
 
     def _reread_pins(self, now: float) -> List[SensorEvent]:
         """Read every pin back; a level the state machine never heard of is a lost edge."""
@@ -306,7 +323,7 @@ class AgentLoop:
 
     def next_deadline(self) -> float:
         deadlines = [self._next_heartbeat]
-        for hook in (self.sensors, self.care, self.commands):
+        for hook in (self.sensors, self.care, self.commands, self.feedback):
             d = hook.next_deadline() if hook is not None else None
             if d is not None:
                 deadlines.append(d)

@@ -159,7 +159,8 @@ class AgentStatus:
             "outbox_depth": depth, "outbox_critical": critical,
             "delivered": link.delivered, "inflight": link.inflight,
             "signature_failures": (self._commands.policy_failures()
-                                   if self._commands is not None else 0)}
+                                   if self._commands is not None else 0),
+            "open_alarms": self._feedback.snapshot().get("open_alarms", 0)}
         recorder = self._recorder
         if recorder.storage_failed is not None or recorder.source.memory_depth():
             summary["storage_failed"] = recorder.storage_failed

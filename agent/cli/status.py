@@ -7,6 +7,7 @@ system against ``buffer.min_free_mb`` (docs/spec.md §6: shown as LOW), and ``st
 daemon keeps current in its state folder (connection, last event per sensor, sensor
 states). Works whether or not the daemon is running; says whether it is (the pid in
 ``status.json`` is alive and is a homecare-agent) and how old its information is.
+The open alarms (docs/spec.md §11) come from ``status.json`` too.
 
 A state folder the user may not read (``/var/lib/homecare-agent`` is the service
 user's, mode 0700) is an :class:`~agent.errors.OutboxError` (exit 1) saying to run
@@ -147,4 +148,18 @@ def main(args: argparse.Namespace) -> int:
     agent_last = last.get("agent")
     if agent_last:
         print(f"agent event: last {agent_last['type']} at {agent_last['ts']}")
+    _print_alarms(snap, now)
     return 0
+
+
+def _print_alarms(snap: Dict[str, Any], now: float) -> None:
+    """The open alarms (docs/spec.md §11) as the daemon last wrote them."""
+    alarms = snap.get("feedback", {}).get("alarms")
+    if not isinstance(alarms, list):
+        return
+    if not alarms:
+        print("alarms:     none open")
+    for a in alarms:
+        print(f"alarm:      {a.get('type')} from {a.get('sensor')}, {str(a.get('phase')).upper()} "
+              f"(not acknowledged), {_age(a.get('ts'), now)} old, {a.get('reminders', 0)} "
+              f"reminders sent (jti {a.get('jti')})")

@@ -30,6 +30,7 @@ import yaml
 import yaml.reader
 from yaml.error import Mark
 
+from agent.alarms.book import MAX_REPEATS, MAX_S, MIN_S, AlarmSchedule
 from agent.config.fields import (SEC, SECRET_HINTS, as_name, as_timezone, mapping,
                                  required_section, section)
 from agent.config.mqtt import read_mqtt
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 TOP_KEYS = ("device", "state_dir", "gpio", "sensors", "outputs", "mqtt", "signing", "buffer",
-            "commands", "care", "heartbeat_s")
+            "commands", "care", "heartbeat_s", "alarms")
 
 
 def load_config(path: Union[str, Path], *, environ: Optional[Mapping[str, str]] = None) -> Config:
@@ -107,6 +108,7 @@ def parse_config(text: str, source: Path, *, environ: Optional[Mapping[str, str]
         heartbeat_s=top.get("heartbeat_s", as_int(10, 86400, SEC), DEFAULT_HEARTBEAT_S),
         source=source.absolute(),
         warnings=tuple(sink.warnings),
+        alarms=_alarms(top),
     )
     if sink.problems:
         raise ConfigProblems(sink.problems)  # warnings wait until the file is valid
@@ -207,6 +209,15 @@ def _buffer(top: MapReader) -> OutboxLimits:
         max_events=b.get("max_events", as_int(1, 100_000_000), OutboxLimits.max_events),
         max_mb=b.get("max_mb", as_number(unit="MB", above=0), OutboxLimits.max_mb),
         min_free_mb=b.get("min_free_mb", as_number(lo=0, unit="MB"), OutboxLimits.min_free_mb))
+
+
+def _alarms(top: MapReader) -> AlarmSchedule:
+    a = section(top, "alarms", ("ack_timeout_s", "repeat_s", "max_repeats"))
+    seconds = as_number(MIN_S, MAX_S, SEC)
+    return AlarmSchedule(
+        ack_timeout_s=a.get("ack_timeout_s", seconds, AlarmSchedule.ack_timeout_s),
+        repeat_s=a.get("repeat_s", seconds, AlarmSchedule.repeat_s),
+        max_repeats=a.get("max_repeats", as_int(0, MAX_REPEATS), AlarmSchedule.max_repeats))
 
 
 def _commands(top: MapReader, paths: Any) -> CommandsConfig:

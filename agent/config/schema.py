@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple
 
+from agent.alarms.book import AlarmSchedule
 from agent.alarms.feedback import Patterns
 from agent.config.reader import Problem
 from agent.delivery.endpoints import Endpoint
@@ -210,6 +211,8 @@ class Config:
     source: Path
     #: choices that are valid but may surprise (``validate`` prints them, exit 0)
     warnings: Tuple[Problem, ...] = ()
+    #: escalation of unacknowledged alarms (docs/spec.md §11; AlarmSchedule has the defaults)
+    alarms: AlarmSchedule = AlarmSchedule()
 
     def sensor(self, name: str) -> SensorConfig:
         for s in self.sensors:

@@ -5,7 +5,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from agent.alarms.feedback import MAX_PATTERN_COUNT, MAX_PATTERN_S, Patterns
+from agent.alarms.feedback import COUNTED, MAX_PATTERN_COUNT, MAX_PATTERN_S, Patterns
 from agent.config.fields import MS, SEC, as_name, as_pin, mapping, required_section, section
 from agent.config.reader import (MapReader, Node, Sink, as_blink, as_bool, as_choice, as_int,
                                  as_number, describe)
@@ -16,7 +16,7 @@ from agent.config.schema import (COMMON_SENSOR_KEYS, DEFAULT_ACTIVE, DEFAULT_FLA
 from drivers.debounce import FlappingPolicy
 from drivers.sos import STUCK_S
 
-PATTERN_KEYS = ("pending", "sent", "chirp", "locate")
+PATTERN_KEYS = ("pending", "sent", "chirp", "locate", "escalate")
 
 #: (converter, for each timing key); upper bounds catch units mixed up (µs for ms, ms for s).
 _TIMING = {
@@ -151,7 +151,7 @@ def _patterns(o: MapReader, sink: Sink) -> Patterns:
     if node is None:
         return default
     p = mapping(node, o.sub("patterns"), sink, PATTERN_KEYS)
-    values = {key: p.get(key, as_blink(with_count=key in ("chirp", "locate"), max_s=MAX_PATTERN_S,
+    values = {key: p.get(key, as_blink(with_count=key in COUNTED, max_s=MAX_PATTERN_S,
                                        max_count=MAX_PATTERN_COUNT), getattr(default, key))
               for key in PATTERN_KEYS}
     return Patterns(**values)

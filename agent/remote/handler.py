@@ -9,7 +9,7 @@ rejection rate limit of :class:`agent.remote.limiter.RejectionLimiter`.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, List, Optional, Protocol
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence
 
 from agent.remote.limiter import RejectionLimiter
 from agent.remote.policy import CommandPolicy, SeenCommands
@@ -25,7 +25,10 @@ EXPIRE_EVERY_S = 3600.0
 class Actions(Protocol):
     """What accepted commands do (local feedback and status)."""
 
-    def ack(self, in_reply_to: Optional[str]) -> None: ...
+    def ack(self, in_reply_to: Optional[str]) -> Sequence[Mapping[str, Any]]:
+        """Close the alarms named; each closed one as ``{jti, type, latency_ms}``."""
+        ...
+
     def locate(self) -> None: ...
     def status(self) -> Dict[str, Any]: ...
 
@@ -67,9 +70,11 @@ class CommandHandler:
             return self._rejected(data, now)
         log.info("command %s accepted (jti=%s)", decision.cmd, decision.jti)
         if decision.cmd == "ack":
-            self.actions.ack(decision.in_reply_to)
+            closed = self.actions.ack(decision.in_reply_to)
             if decision.in_reply_to:
                 data["in_reply_to"] = decision.in_reply_to
+            # docs/spec.md §11: what it closed, with each alarm's latency (maybe none)
+            data["acknowledged"] = [dict(a) for a in closed]
         elif decision.cmd == "ping":
             data["status"] = self.actions.status()
         elif decision.cmd == "locate":

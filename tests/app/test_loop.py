@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -152,6 +152,12 @@ class Feedback:
     def storage(self, failed: bool) -> None:
         self.calls.append(("storage", failed))
 
+    def advance(self, now: float) -> List[Any]:
+        return []
+
+    def next_deadline(self) -> None:
+        return None
+
 
 def test_a_batch_the_outbox_refuses_goes_out_from_memory_at_once_and_is_stored_later(rig) -> None:  # type: ignore[no-untyped-def]
     loop, clock, outbox = rig["loop"], rig["clock"], rig["outbox"]
@@ -231,3 +237,42 @@ def test_a_message_of_another_type_is_refused_by_name(rig) -> None:  # type: ign
     loop.start()
     with pytest.raises(TypeError, match="EdgeMsg.*not tuple"):
         loop.turn([("edge", ("sos", True, 101.5))])
+
+
+def test_an_unacknowledged_sos_raises_reminders_on_the_book_s_schedule(rig) -> None:  # type: ignore[no-untyped-def]
+    """docs/spec.md §11: a new signed event naming its alarm, on the loop's clock."""
+    import jwt
+    from agent.alarms.book import AlarmBook, AlarmSchedule
+    from agent.alarms.feedback import Feedback as RealFeedback
+    loop, clock, outbox = rig["loop"], rig["clock"], rig["outbox"]
+    feedback = loop.feedback = RealFeedback(
+        book=AlarmBook(AlarmSchedule(ack_timeout_s=10, repeat_s=20, max_repeats=2)),
+        clock=clock, wall=lambda: 1.8e9 + clock.now)
+    loop.start()
+    clock.now = 101.0
+    loop.turn([EdgeMsg("sos", True, 100.5)])
+    (alarm,) = feedback.book.open_alarms
+    assert feedback.next_deadline() == pytest.approx(111.0)    # committed at 101, + 10 s
+    quiet = AgentLoop(sensors=Sensors({}, {}), recorder=loop.recorder, clock=clock,
+                      wall=loop.wall, synced=loop.synced, heartbeat_s=300, status=dict,
+                      feedback=feedback)
+    quiet._next_heartbeat = 401.0                              # as start() would set it
+    assert quiet.next_deadline() == pytest.approx(111.0)       # the loop wakes for the book
+    row = next(r for r in outbox.next_batch(1000) if r.type == "sos.pressed")
+    loop.turn([DeliveredMsg((row.row_id,))])
+    assert feedback.book.open_alarms[0].phase == "sent"
+    reminders = []
+    for t in (110.9, 111.0, 130.9, 131.0, 200.0, 400.0):
+        clock.now = t
+        loop.turn([])
+        reminders = [jwt.decode(r.payload, options={"verify_signature": False})
+                     for r in sorted(outbox.next_batch(1000), key=lambda r: r.seq)
+                     if r.type == "alarm.unacknowledged"]
+        assert len(reminders) == {110.9: 0, 111.0: 1, 130.9: 1}.get(t, 2), t
+    assert [(c["sensor"], c["prio"], c["data"]) for c in reminders] == [
+        ("sos", "critical", {"alarm_jti": alarm.jti, "alarm_type": "sos.pressed",
+                             "phase": "sent", "age_s": 10, "repeat": 1}),
+        ("sos", "critical", {"alarm_jti": alarm.jti, "alarm_type": "sos.pressed",
+                             "phase": "sent", "age_s": 30, "repeat": 2})]
+    assert feedback.book.open_alarms[0].reminder_jtis == tuple(c["jti"] for c in reminders)
+    assert feedback.next_deadline() is None

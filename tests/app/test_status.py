@@ -91,7 +91,7 @@ def test_the_summary_counts_the_outbox_and_the_forged_commands(rig: Dict[str, An
     assert summary == {"connected": True, "endpoint": "node2.example.org:8884",
                        "reconnects": 1, "outbox_depth": 2,
                        "outbox_critical": 1, "delivered": 5, "inflight": 0,
-                       "signature_failures": 2}
+                       "signature_failures": 2, "open_alarms": 0}
     assert rig["status"].buffered() == 2 and rig["status"].recorded() == 2
 
 

@@ -6,6 +6,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
+from agent.alarms.book import AlarmSchedule
 from agent.config.model import Config, ConfigProblems, Problem, load_config, parse_config
 from drivers.debounce import FlappingPolicy
 from agent.errors import ConfigError
@@ -153,6 +154,16 @@ BROKEN = [
      "is 65 characters long"),
     ("long-topic-prefix", BASE + "  topic_prefix: " + "p" * 129 + "\n", 7, "mqtt.topic_prefix",
      "is 129 bytes long; a topic prefix has at most 128"),
+    ("alarms-timeout-too-short", BASE + "alarms: {ack_timeout_s: 5}\n", 7, "alarms.ack_timeout_s",
+     "10"),
+    ("alarms-repeat-too-long", BASE + "alarms:\n  repeat_s: 90000\n", 8, "alarms.repeat_s",
+     "86400"),
+    ("alarms-repeats-negative", BASE + "alarms: {max_repeats: -1}\n", 7, "alarms.max_repeats",
+     "the least allowed is 0"),
+    ("alarms-unknown-key", BASE + "alarms: {repeat: 3}\n", 7, "alarms.repeat",
+     "did you mean 'repeat_s'?"),
+    ("escalate-without-count", BASE + "outputs:\n  patterns: {escalate: [0.5, 0.5]}\n", 8,
+     "outputs.patterns.escalate", "count"),
 ]
 
 
@@ -186,7 +197,7 @@ def test_config_error_str_is_every_line() -> None:
     assert str(info.value).splitlines() == [
         "c.yaml:7:14: heartbeat_s: 1 is too small: the least allowed is 10 seconds",
         "c.yaml:8:1: bogus: unknown key 'bogus'; the keys here are device, state_dir, gpio, "
-        "sensors, outputs, mqtt, signing, buffer, commands, care, heartbeat_s",
+        "sensors, outputs, mqtt, signing, buffer, commands, care, heartbeat_s, alarms",
     ]
 
 
@@ -336,7 +347,7 @@ def test_validate_cli_ok_and_errors(tmp_path: Path) -> None:
     assert bad.stderr.splitlines() == [
         f"{bad_file}:7:14: heartbeat_s: expected a whole number of seconds, got 'true' (a boolean)",
         f"{bad_file}:8:1: bogus: unknown key 'bogus'; the keys here are device, state_dir, gpio, "
-        "sensors, outputs, mqtt, signing, buffer, commands, care, heartbeat_s",
+        "sensors, outputs, mqtt, signing, buffer, commands, care, heartbeat_s, alarms",
     ]
     missing = run_cli("validate", "--config", str(tmp_path / "none.yaml"))
     assert missing.returncode == 2 and "no such file" in missing.stderr
@@ -408,3 +419,11 @@ def test_bad_output_patterns_are_reported_with_line(value: str, phrase: str) -> 
     assert len(found) == 1, found
     assert found[0].line == 9 and found[0].field_path.startswith("outputs.patterns.")
     assert phrase in found[0].message, found[0].message
+
+
+def test_alarms_section_takes_the_smallest_allowed_values() -> None:
+    config = ok(BASE + "alarms: {ack_timeout_s: 10, repeat_s: 10, max_repeats: 0}\n"
+                "outputs:\n  patterns: {escalate: [0.2, 0.3, 4]}\n")
+    assert (config.alarms.ack_timeout_s, config.alarms.repeat_s, config.alarms.max_repeats) == (10, 10, 0)
+    assert config.outputs.patterns.escalate == (0.2, 0.3, 4)
+    assert ok(BASE).alarms == AlarmSchedule()

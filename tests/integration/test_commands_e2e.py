@@ -172,8 +172,11 @@ def test_sos_to_broker_to_ack_turns_the_led_steady_and_silences_the_buzzer(
         # the care centre acknowledges this alarm with the cloud key
         done = h.send_and_answer(h.sign("ack", in_reply_to=alarm["jti"]))
         assert done["type"] == "command.done"
+        (closed,) = done["data"]["acknowledged"]
         assert done["data"] == {"cmd": "ack", "command_jti": done["data"]["command_jti"],
-                                "in_reply_to": alarm["jti"]}
+                                "in_reply_to": alarm["jti"], "acknowledged": [closed]}
+        assert (closed["jti"], closed["type"]) == (alarm["jti"], "sos.pressed")
+        assert 0 <= closed["latency_ms"] < 60_000
         assert led.state is True and buzzer.state is False
         assert _steady(led, True, 0.3) and _steady(buzzer, False, 0.3)
 

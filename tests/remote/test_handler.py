@@ -30,14 +30,17 @@ class RecordingActions:
     def __init__(self, store_path: Path) -> None:
         self.store_path = store_path
         self.acts: List[Any] = []
+        #: what an ack closes (agent.app.actions gives the book's Acknowledged as dicts)
+        self.closes: List[Dict[str, Any]] = []
 
     def saved(self) -> List[str]:
         if not self.store_path.exists():
             return []
         return [r["jti"] for r in json.loads(self.store_path.read_text(encoding="utf-8"))["seen"]]
 
-    def ack(self, in_reply_to: Optional[str]) -> None:
+    def ack(self, in_reply_to: Optional[str]) -> List[Dict[str, Any]]:
         self.acts.append(("ack", in_reply_to, self.saved()))
+        return list(self.closes)
 
     def locate(self) -> None:
         self.acts.append(("locate", self.saved()))
@@ -81,7 +84,16 @@ def test_ping_answers_with_status(handler: CommandHandler) -> None:
 def test_ack_is_recorded_on_disk_before_it_takes_effect(handler: CommandHandler) -> None:
     [event] = handler.handle(token("ack", jti="a1", in_reply_to="ev-9"), 1.0)
     assert handler.actions.acts == [("ack", "ev-9", ["a1"])]  # type: ignore[attr-defined]
-    assert event.data == {"command_jti": "a1", "cmd": "ack", "in_reply_to": "ev-9"}
+    assert event.data == {"command_jti": "a1", "cmd": "ack", "in_reply_to": "ev-9",
+                          "acknowledged": []}
+
+
+def test_an_ack_for_all_lists_each_alarm_it_closed(handler: CommandHandler) -> None:
+    closed = [{"jti": "s1", "type": "sos.pressed", "latency_ms": 1500},
+              {"jti": "k1", "type": "smoke.alarm", "latency_ms": 20}]
+    handler.actions.closes = closed  # type: ignore[attr-defined]
+    [event] = handler.handle(token("ack", jti="a2"), 1.0)
+    assert event.data == {"command_jti": "a2", "cmd": "ack", "acknowledged": closed}
 
 
 def test_locate_beeps(handler: CommandHandler) -> None:
