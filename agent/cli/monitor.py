@@ -55,7 +55,7 @@ def main(args: argparse.Namespace, *, pin_factory: Any = None, out: TextIO = sys
     try:
         _claim(config, factory, edges, machines, inputs)
         screen = _Screen(out, Sensors(machines, inputs), time.monotonic())
-        print(f"monitoring {len(inputs)} sensors (Ctrl-C to stop); raw = pin now, "
+        print(f"monitoring {len(machines)} sensors (Ctrl-C to stop); raw = pin now, "
               "state = after debouncing", file=out, flush=True)
         screen.show(screen.sensors.start(time.monotonic()))
         end = None if run_for_s is None else screen.t0 + run_for_s
