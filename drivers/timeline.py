@@ -11,6 +11,14 @@ gives (``active: low`` -> active is a low pin) and drives gpiozero mock pins at 
 right moment of a :class:`VirtualClock`, which runs ``speed`` times faster than the
 wall clock. Entries at ``at: 0`` are the levels present at start-up; sensors the
 timeline never names start inactive.
+
+A Form C smoke sensor (``pin_nc``) is driven as its relay: an entry for
+``kitchen_smoke`` moves both contacts (NC always the opposite of NO, as a healthy
+changeover does), and an entry for ``kitchen_smoke.nc`` moves the NC contact alone,
+which is how a timeline makes a wiring fault (``level`` of the NC contact is logical
+too: inactive = its pin at the level that is not ``active:``). Both contacts read the
+same, e.g. ``{sensor: kitchen_smoke.nc, level: inactive}`` on a quiet detector, is a
+cut common wire (both pins high with ``active: low``).
 """
 from __future__ import annotations
 
@@ -138,6 +146,8 @@ class Wiring:
 
     pin: Any               # a gpiozero MockPin
     active_high: bool
+    #: the NC contact of this input (a Form C smoke's ``name.nc``): it follows as the opposite
+    nc: Optional[str] = None
 
 
 class TimelineDriver:
@@ -153,20 +163,31 @@ class TimelineDriver:
 
     def drive(self, sensor: str, level: bool) -> None:
         w = self.wiring[sensor]
+        if w.nc is not None:           # the relay changes over: NC first, as break-before-make
+            self._set(self.wiring[w.nc], not level)
+        self._set(w, level)
+
+    @staticmethod
+    def _set(w: Wiring, level: bool) -> None:
         if level == w.active_high:
             w.pin.drive_high()
         else:
             w.pin.drive_low()
 
     def apply_start_levels(self) -> None:
-        """Levels present at start-up: the ``at: 0`` entries, every other sensor inactive."""
+        """Levels present at start-up: the ``at: 0`` entries, every other sensor inactive
+        (an NC contact the opposite of its NO contact, unless an entry says otherwise)."""
         start = {name: False for name in self.wiring}
         for entry in self.entries:
             if entry.at == 0:
                 start[entry.sensor] = entry.level
+        ncs = {w.nc: name for name, w in self.wiring.items() if w.nc is not None}
+        for nc, no in ncs.items():
+            if not any(e.at == 0 and e.sensor == nc for e in self.entries):
+                start[nc] = not start[no]
         self.clock.cap = 0.0           # the agent starts at exactly timeline time 0
         for name, level in start.items():
-            self.drive(name, level)
+            self._set(self.wiring[name], level)
         self.applied = sum(1 for e in self.entries if e.at == 0)
 
     def release_start(self) -> None:

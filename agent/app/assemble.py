@@ -8,27 +8,40 @@ does), the care rules with their time zone, and a sensor's state machine.
 """
 from __future__ import annotations
 
+import random
 from datetime import datetime, timezone, tzinfo
-from typing import Callable, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 from agent.config.schema import Config, SensorConfig
 from agent.delivery.link import LinkSettings, TlsSettings
 from agent.delivery.window import WindowSettings
 from agent.rules.care import CareRules
 from drivers.door import DoorContact
+from drivers.power import BatteryMonitor, MainsMonitor, RandomSource
 from drivers.smoke import SmokeDetector
 from drivers.sos import SosButton
+from drivers.tamper import TamperSwitch
 
-Machine = Union[SosButton, DoorContact, SmokeDetector]
+Machine = Union[SosButton, DoorContact, SmokeDetector, TamperSwitch, MainsMonitor, BatteryMonitor]
 
 #: the state machine of each config ``kind``
 MACHINES: Mapping[str, Callable[..., Machine]] = {
-    "sos_button": SosButton, "door": DoorContact, "smoke": SmokeDetector}
+    "sos_button": SosButton, "door": DoorContact, "smoke": SmokeDetector,
+    "tamper": TamperSwitch, "mains": MainsMonitor, "battery": BatteryMonitor}
 
 
-def state_machine(sensor: SensorConfig) -> Machine:
-    """A new state machine for ``sensor``, with its kind's timing and its flapping policy."""
-    return MACHINES[sensor.kind](sensor.name, flapping=sensor.flapping, **sensor.timing())
+def state_machine(sensor: SensorConfig, *, rand: Optional[RandomSource] = None) -> Machine:
+    """A new state machine for ``sensor``, with its kind's timing and its flapping policy.
+
+    ``rand`` is a mains monitor's jitter source (docs/spec.md §13.1); None = a generator
+    seeded by the operating system, so that no two gateways share a sequence.
+    """
+    extra: Dict[str, Any] = {}
+    if sensor.kind == "mains":
+        extra["rand"] = rand if rand is not None else random.SystemRandom().random
+    elif sensor.pin_nc is not None:   # a Form C smoke sensor (docs/spec.md §13.2)
+        extra.update(supervised=True, wiring_fault_ms=sensor.wiring_fault_ms, active=sensor.active)
+    return MACHINES[sensor.kind](sensor.name, flapping=sensor.flapping, **sensor.timing(), **extra)
 
 
 def link_settings(config: Config, password: Optional[str]) -> LinkSettings:

@@ -234,8 +234,9 @@ class Agent:
             if handover is not None and sensor.name in kept:
                 # new settings on a pin that stayed claimed: start where the old loop left
                 # off, so that the held edges come after the start and count
+                nc = handover.levels.get(sensor.nc_input or "")   # a Form C smoke's NC pin
                 machines[sensor.name] = Resumed(machine, machine.start(
-                    handover.levels[sensor.name], handover.at))
+                    handover.levels[sensor.name], handover.at, **({} if nc is None else {"nc": nc})))
             else:
                 machines[sensor.name] = machine
         return machines
@@ -252,16 +253,18 @@ class Agent:
 
     def _claim_pins(self, config: Config, handover: Optional[PinHandover], factory: Any) -> None:
         kept = handover.inputs if handover is not None else {}
-        for sensor in config.sensors:       # kept pins first: the loop reads every one at start
-            if sensor.name in kept:
-                self.inputs[sensor.name] = kept.pop(sensor.name)
+        wanted = [(s.name, s.pin, s) for s in config.sensors] + [  # a Form C smoke's NC pin too
+            (s.nc_input, s.pin_nc, s) for s in config.sensors if s.nc_input and s.pin_nc is not None]
+        for name, _, _ in wanted:           # kept pins first: the loop reads every one at start
+            if name in kept:
+                self.inputs[name] = kept.pop(name)
         held = self.relay.forward_to(self.inbox.submit_edge)
         if held:
             log.info("reload: %d edge(s) seen during the reload go to the new loop", held)
-        for sensor in config.sensors:
-            if sensor.name not in self.inputs:
-                self.inputs[sensor.name] = EdgeInput(
-                    sensor.name, sensor.pin, pull=sensor.pull, active=sensor.active,
+        for name, pin, sensor in wanted:
+            if name not in self.inputs:
+                self.inputs[name] = EdgeInput(
+                    name, pin, pull=sensor.pull, active=sensor.active,
                     sink=self.relay, clock=self._clock, pin_factory=factory)
 
     # --- running ------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ class Resumed:
         self.inner = machine
         self._reported = reported
 
-    def start(self, level: bool, now: float) -> List[SensorEvent]:
+    def start(self, level: bool, now: float, nc: Optional[bool] = None) -> List[SensorEvent]:
         out, self._reported = self._reported, []
         return out
 
@@ -125,12 +125,16 @@ def hand_over(*, relay: EdgeRelay, inbox: Inbox, inputs: Dict[str, EdgeInput], s
     handover = PinHandover(relay, {}, {}, {}, at)
     for sensor in after:
         was = old.get(sensor.name)
-        if was is None or sensor.name not in inputs or \
-                (was.pin, was.pull, was.active) != (sensor.pin, sensor.pull, sensor.active):
+        if was is None or sensor.name not in inputs or (was.pin, was.pull, was.active, was.pin_nc) \
+                != (sensor.pin, sensor.pull, sensor.active, sensor.pin_nc):
             continue       # new or rewired: the old agent releases it, the next claims it
         handover.inputs[sensor.name] = inputs.pop(sensor.name)
         machine = sensors.machine(sensor.name)
         handover.levels[sensor.name] = machine.raw
+        nc = sensor.nc_input
+        if nc is not None and nc in inputs:     # a Form C smoke's NC pin goes along
+            handover.inputs[nc] = inputs.pop(nc)
+            handover.levels[nc] = sensors.state(sensor.name).raw_nc is True
         if was == sensor:
             handover.machines[sensor.name] = _unwrapped(machine)
     return handover

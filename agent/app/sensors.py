@@ -6,6 +6,13 @@ never heard of is an edge the backend lost, repaired by feeding it as an edge no
 owns no thread and reads no clock; whoever owns it (the agent's loop, or the ``monitor``
 command) calls it from one thread with ``now``.
 
+A Form C smoke sensor (docs/spec.md §13.2) has two pins: its own name for the NO
+contact and ``{name}.nc`` (:data:`~agent.config.schema.NC_SUFFIX`) for the NC contact.
+An edge of ``{name}.nc`` goes to the state machine's ``edge_nc``; the start and the
+re-read read both. The NC contact has its own input name, not a flag on every edge:
+the inputs, the reload's hand-over and the simulation's timeline already work per
+name, so none of them needs a second kind of edge.
+
 A state machine that raises is logged and skipped for that call, so one broken sensor
 never costs the others their events.
 """
@@ -13,8 +20,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
 
+from agent.config.schema import NC_SUFFIX
 from drivers.events import SensorEvent
 
 log = logging.getLogger("agent.app.loop")
@@ -34,6 +42,15 @@ class StateMachine(Protocol):
     def state(self) -> str: ...
 
 
+class FormC(Protocol):
+    """What a supervised smoke sensor adds (drivers/smoke.py, ``supervised=True``)."""
+
+    def start(self, level: bool, now: float, nc: Optional[bool] = None) -> List[SensorEvent]: ...
+    def edge_nc(self, level: bool, now: float) -> List[SensorEvent]: ...
+    @property
+    def raw_nc(self) -> bool: ...
+
+
 class PinReader(Protocol):
     def read(self) -> bool: ...
 
@@ -44,10 +61,12 @@ class SensorState:
 
     state: str
     raw: bool
+    #: the NC contact's last raw level (Form C smoke); None = no NC contact
+    raw_nc: Optional[bool] = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.raw, bool):
-            raise ValueError(f"raw must be a bool level, got {self.raw!r}")
+        if not isinstance(self.raw, bool) or not isinstance(self.raw_nc, (bool, type(None))):
+            raise ValueError(f"raw and raw_nc must be bool levels, got {self.raw!r}, {self.raw_nc!r}")
 
 
 @dataclass(frozen=True)
@@ -78,16 +97,24 @@ class Sensors:
         """Read every pin and start its state machine there (their start-up reports)."""
         events: List[SensorEvent] = []
         for name, machine in self._machines.items():
-            events += machine.start(self._pins[name].read(), now)
+            level = self._pins[name].read()
+            nc = self._pins.get(name + NC_SUFFIX)
+            if nc is None:
+                events += machine.start(level, now)
+            else:
+                events += _form_c(machine).start(level, now, nc=nc.read())
         self._next_reread = now + self.reread_s
         return events
 
     def edge(self, sensor: str, level: bool, at: float) -> List[SensorEvent]:
-        """Feed one edge; an edge of a sensor this set does not have is dropped."""
+        """Feed one edge (of ``{name}.nc``: the NC contact); an unknown input's is dropped."""
         machine = self._machines.get(sensor)
-        if machine is None:
+        if machine is not None:
+            return _safely(f"sensor {sensor}", machine.edge, level, at)
+        owner = self._nc_owner(sensor)
+        if owner is None:
             return []
-        return _safely(f"sensor {sensor}", machine.edge, level, at)
+        return _safely(f"sensor {sensor}", _form_c(owner).edge_nc, level, at)
 
     def advance(self, now: float) -> List[SensorEvent]:
         events: List[SensorEvent] = []
@@ -103,11 +130,18 @@ class Sensors:
         self._next_reread = now + self.reread_s
         repaired: List[Repaired] = []
         for name, pin in self._pins.items():
-            machine = self._machines[name]
+            machine = self._machines.get(name)
+            owner = self._nc_owner(name) if machine is None else None
+            if owner is not None:
+                known, feed = _form_c(owner).raw_nc, _form_c(owner).edge_nc
+            elif machine is not None:
+                known, feed = machine.raw, machine.edge
+            else:
+                continue
             level = pin.read()
-            if level != machine.raw:
+            if level != known:
                 self.repaired_edges += 1
-                repaired.append(Repaired(name, level, now, tuple(machine.edge(level, now))))
+                repaired.append(Repaired(name, level, now, tuple(feed(level, now))))
         return repaired
 
     def next_deadline(self) -> Optional[float]:
@@ -124,14 +158,33 @@ class Sensors:
 
     def state(self, sensor: str) -> SensorState:
         machine = self._machines[sensor]
-        return SensorState(machine.state, machine.raw)
+        nc = _form_c(machine).raw_nc if sensor + NC_SUFFIX in self._pins else None
+        return SensorState(machine.state, machine.raw, nc)
 
     def states(self) -> Dict[str, SensorState]:
-        return {name: SensorState(m.state, m.raw) for name, m in self._machines.items()}
+        return {name: self.state(name) for name in self._machines}
+
+    def power_blips(self) -> Optional[int]:
+        """Power cuts too short to report, summed over the mains sensors since start
+        (the heartbeat's ``power_blips``, docs/spec.md §13.1); None without a mains sensor."""
+        counts = [int(getattr(m, "power_blips")) for m in self._machines.values()
+                  if getattr(m, "kind", None) == "mains"]
+        return sum(counts) if counts else None
+
+    def _nc_owner(self, name: str) -> Optional[StateMachine]:
+        """The smoke sensor whose NC contact the input ``name`` is, if it is one."""
+        if not name.endswith(NC_SUFFIX) or name not in self._pins:
+            return None
+        return self._machines.get(name[:-len(NC_SUFFIX)])
 
     def machine(self, sensor: str) -> StateMachine:
         """The state machine itself: a reload carries it over to the next agent."""
         return self._machines[sensor]
+
+
+def _form_c(machine: Any) -> FormC:
+    """A machine with an NC pin (a Form C smoke sensor, or a reload's Resumed around one)."""
+    return machine  # type: ignore[no-any-return]
 
 
 def _safely(what: str, fn: Callable[..., List[SensorEvent]], *args: object) -> List[SensorEvent]:

@@ -161,6 +161,9 @@ class AgentStatus:
             "signature_failures": (self._commands.policy_failures()
                                    if self._commands is not None else 0),
             "open_alarms": self._feedback.snapshot().get("open_alarms", 0)}
+        blips = self._sensors.power_blips()
+        if blips is not None:
+            summary["power_blips"] = blips
         recorder = self._recorder
         if recorder.storage_failed is not None or recorder.source.memory_depth():
             summary["storage_failed"] = recorder.storage_failed

@@ -1,7 +1,8 @@
 """`homecare-agent monitor --config PATH`: every sensor's raw and debounced level, live.
 
 For commissioning on site: press the button, open the door, press the smoke
-detector's test button, and watch each line change. The monitor claims the pins
+detector's test button, and watch each line change. A Form C smoke sensor's NC
+contact has its own lines (``kitchen_smoke.nc``), and its events show both contacts. The monitor claims the pins
 itself and feeds the same state machines through the same
 :class:`~agent.app.sensors.Sensors` as the daemon's loop (with its pin re-read), but
 signs and sends nothing, so
@@ -54,7 +55,7 @@ def main(args: argparse.Namespace, *, pin_factory: Any = None, out: TextIO = sys
     try:
         _claim(config, factory, edges, machines, inputs)
         screen = _Screen(out, Sensors(machines, inputs), time.monotonic())
-        print(f"monitoring {len(inputs)} sensors (Ctrl-C to stop); raw = pin now, "
+        print(f"monitoring {len(machines)} sensors (Ctrl-C to stop); raw = pin now, "
               "state = after debouncing", file=out, flush=True)
         screen.show(screen.sensors.start(time.monotonic()))
         end = None if run_for_s is None else screen.t0 + run_for_s
@@ -79,6 +80,9 @@ def _claim(config: Config, factory: Any, edges: "queue.SimpleQueue[Any]",
         machines[s.name] = state_machine(s)
         inputs[s.name] = EdgeInput(s.name, s.pin, pull=s.pull, active=s.active, sink=edges,
                                    pin_factory=factory)
+        if s.nc_input is not None and s.pin_nc is not None:   # Form C: the NC contact's own line
+            inputs[s.nc_input] = EdgeInput(s.nc_input, s.pin_nc, pull=s.pull, active=s.active,
+                                           sink=edges, pin_factory=factory)
 
 
 class _Screen:
@@ -99,21 +103,28 @@ class _Screen:
         now = time.monotonic()
         if item is not None:
             name, level, at = item
-            self._line(at, name, f"raw -> {'active' if level else 'inactive'}")
+            self._line(at, name, f"raw -> {_word(level)}")
             self.show(self.sensors.edge(name, level, at))
         self.show(self.sensors.advance(now))
         if self.sensors.reread_due(now) and edges.empty():
             # like the daemon: a level no callback reported is a lost edge
             for fix in self.sensors.reread(now):
-                self._line(now, fix.sensor, f"raw -> {'active' if fix.level else 'inactive'} "
+                self._line(now, fix.sensor, f"raw -> {_word(fix.level)} "
                            "(read back: no edge was reported; check the wiring)")
                 self.show(fix.events)
 
     def show(self, events: Iterable[SensorEvent]) -> None:
         for e in events:
             extra = ", ".join(f"{k}={v}" for k, v in e.data.items() if k != "state")
-            self._line(e.at, e.sensor, f"{e.type:18} state={self.sensors.state(e.sensor).state}"
+            state = self.sensors.state(e.sensor)
+            contacts = "" if state.raw_nc is None else \
+                f" no={_word(state.raw)} nc={_word(state.raw_nc)}"   # both contacts of a Form C relay
+            self._line(e.at, e.sensor, f"{e.type:18} state={state.state}{contacts}"
                        + (f" ({extra})" if extra else ""))
 
     def _line(self, at: float, sensor: str, text: str) -> None:
         print(f"{at - self.t0:9.3f}s  {sensor:14} {text}", file=self.out, flush=True)
+
+
+def _word(level: bool) -> str:
+    return "active" if level else "inactive"

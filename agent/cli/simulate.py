@@ -17,11 +17,11 @@ from drivers.timeline import TimelineError, load_timeline
 
 
 def main(args: argparse.Namespace) -> int:
-    from agent.sim.simulation import Simulation
+    from agent.sim.simulation import Simulation, timeline_inputs
 
     config = load_config(args.config)
     try:
-        entries = load_timeline(args.timeline, [s.name for s in config.sensors])
+        entries = load_timeline(args.timeline, timeline_inputs(config))
     except TimelineError as exc:
         raise ConfigError(str(exc)) from None
     sim = Simulation(config, entries, speed=args.speed)

@@ -29,10 +29,13 @@ from agent.rules.care import CareSettings
 from agent.wire import commands_topic, events_topic, status_topic
 from drivers.debounce import DOOR_FLAPPING, SOS_FLAPPING, FlappingPolicy
 from drivers.door import DEFAULTS as DOOR_DEFAULTS
+from drivers.power import BATTERY_DEFAULTS, MAINS_DEFAULTS
 from drivers.smoke import DEFAULTS as SMOKE_DEFAULTS
+from drivers.smoke import WIRING_FAULT_MS
 from drivers.sos import DEFAULTS as SOS_DEFAULTS
+from drivers.tamper import DEFAULTS as TAMPER_DEFAULTS
 
-SENSOR_KINDS = ("sos_button", "door", "smoke")
+SENSOR_KINDS = ("sos_button", "door", "smoke", "tamper", "mains", "battery")
 GPIO_BACKENDS = ("auto", "lgpio", "rpigpio", "native", "mock")
 PULLS = ("up", "down", "none")
 LEVELS = ("low", "high")
@@ -58,10 +61,22 @@ KIND_DEFAULTS: Mapping[str, Mapping[str, float]] = {
     "sos_button": SOS_DEFAULTS,
     "door": DOOR_DEFAULTS,
     "smoke": SMOKE_DEFAULTS,
+    "tamper": TAMPER_DEFAULTS,
+    "mains": MAINS_DEFAULTS,
+    "battery": BATTERY_DEFAULTS,
 }
+#: Keys of one kind that are not its driver's timing (docs/spec.md §13.2: Form C smoke).
+KIND_EXTRA_KEYS: Mapping[str, Tuple[str, ...]] = {"smoke": ("pin_nc", "wiring_fault_ms")}
+#: ``wiring_fault_ms`` when omitted (the driver's default)
+DEFAULT_WIRING_FAULT_MS = WIRING_FAULT_MS
+#: The NC contact of a Form C smoke sensor is the input ``{name}{NC_SUFFIX}`` (its edges,
+#: its pin, a timeline's ``sensor:``); no sensor may be named so.
+NC_SUFFIX = ".nc"
 
-#: The level that means pressed / open / alarm when ``active:`` is omitted (docs/spec.md §10).
-DEFAULT_ACTIVE = {"sos_button": "low", "door": "high", "smoke": "low"}
+#: The level that means pressed / open / alarm when ``active:`` is omitted (docs/spec.md §10,
+#: §13.1: a UPS output or a tamper loop is high = gone / low / open, so a cut wire reports).
+DEFAULT_ACTIVE = {"sos_button": "low", "door": "high", "smoke": "low",
+                  "tamper": "high", "mains": "high", "battery": "high"}
 DEFAULT_PULL = "up"
 
 
@@ -70,6 +85,9 @@ DEFAULT_FLAPPING: Mapping[str, Optional[FlappingPolicy]] = {
     "sos_button": SOS_FLAPPING,
     "door": DOOR_FLAPPING,
     "smoke": None,
+    "tamper": None,
+    "mains": None,
+    "battery": None,
 }
 #: What ``flapping: true`` or a partial mapping fills in for a kind whose default is off.
 FLAPPING_FALLBACK = DOOR_FLAPPING
@@ -97,11 +115,24 @@ class SensorConfig:
     pulses: int = 0
     pulse_window_s: float = 0.0
     clear_ms: int = 0
+    report_delay_s: float = 0.0
+    jitter_s: float = 0.0
+    restore_delay_s: float = 0.0
+    low_ms: int = 0
+    ok_ms: int = 0
     flapping: Optional[FlappingPolicy] = None
+    #: smoke only: the Form C relay's NC contact (docs/spec.md §13.2); None = not supervised
+    pin_nc: Optional[int] = None
+    wiring_fault_ms: int = 0
 
     @property
     def active_high(self) -> bool:
         return self.active == "high"
+
+    @property
+    def nc_input(self) -> Optional[str]:
+        """The NC contact's input name (``kitchen_smoke.nc``), or None without ``pin_nc``."""
+        return None if self.pin_nc is None else self.name + NC_SUFFIX
 
     def timing(self) -> Dict[str, float]:
         """The kind's own timing keys and values, e.g. ``{'open_ms': 500, 'close_ms': 1000}``."""

@@ -10,7 +10,8 @@ from agent.config.fields import MS, SEC, as_name, as_pin, mapping, required_sect
 from agent.config.reader import (MapReader, Node, Sink, as_blink, as_bool, as_choice, as_int,
                                  as_number, describe)
 from agent.config.schema import (COMMON_SENSOR_KEYS, DEFAULT_ACTIVE, DEFAULT_FLAPPING,
-                                 DEFAULT_PULL, FLAPPING_FALLBACK, KIND_DEFAULTS, LEVELS, PULLS,
+                                 DEFAULT_PULL, DEFAULT_WIRING_FAULT_MS, FLAPPING_FALLBACK,
+                                 KIND_DEFAULTS, KIND_EXTRA_KEYS, LEVELS, NC_SUFFIX, PULLS,
                                  RESERVED_SENSOR_NAMES, SENSOR_KINDS, OutputConfig,
                                  OutputsConfig, SensorConfig)
 from drivers.debounce import FlappingPolicy
@@ -29,7 +30,14 @@ _TIMING = {
     "pulses": as_int(1, 20),
     "pulse_window_s": as_number(hi=600, unit=SEC, above=0),
     "clear_ms": as_int(1, 3600000, MS),
+    # docs/spec.md §13.1: a mains report delay of hours would hide an outage all day
+    "report_delay_s": as_number(hi=3600, unit=SEC, above=0),
+    "jitter_s": as_number(lo=0, hi=3600, unit=SEC),
+    "restore_delay_s": as_number(hi=3600, unit=SEC, above=0),
+    "low_ms": as_int(1, 3600000, MS),
+    "ok_ms": as_int(1, 3600000, MS),
 }
+_WIRING_FAULT = as_int(1, 60000, MS)
 
 PinUse = Tuple[int, str, Node]  # pin, field path of the owner, pin value node
 
@@ -54,10 +62,16 @@ def read_sensors(top: MapReader, sink: Sink) -> Tuple[Tuple[SensorConfig, ...], 
         pin_node = reader.value_node("pin")
         if pin_node is not None and sensor.pin >= 0:
             pins.append((sensor.pin, f"{path} ({sensor.name or 'unnamed'})", pin_node))
+        nc_node = reader.value_node("pin_nc")
+        if nc_node is not None and sensor.pin_nc is not None:
+            pins.append((sensor.pin_nc, f"{path}.pin_nc ({sensor.name or 'unnamed'})", nc_node))
         name_node = reader.value_node("name")
         if name_node is None or not sensor.name:
             continue
-        if sensor.name in RESERVED_SENSOR_NAMES:
+        if sensor.name.endswith(NC_SUFFIX):
+            sink.add(name_node, f"{path}.name", f"{sensor.name!r} ends in {NC_SUFFIX!r}, which "
+                     f"names a smoke sensor's NC contact (pin_nc); choose another name")
+        elif sensor.name in RESERVED_SENSOR_NAMES:
             sink.add(name_node, f"{path}.name", f"{sensor.name!r} is reserved for the agent's "
                      f"own events; choose another name")
         elif sensor.name in names:
@@ -80,8 +94,8 @@ def _peek_kind(node: Node) -> Optional[str]:
 
 def _sensor(node: Node, path: str, sink: Sink) -> Tuple[SensorConfig, MapReader]:
     kind = _peek_kind(node)
-    all_timing = tuple(k for kind_keys in KIND_DEFAULTS.values() for k in kind_keys)
-    keys = COMMON_SENSOR_KEYS + (tuple(KIND_DEFAULTS[kind]) if kind else all_timing)
+    all_timing = tuple(dict.fromkeys(k for kind in SENSOR_KINDS for k in _own_keys(kind)))
+    keys = COMMON_SENSOR_KEYS + (_own_keys(kind) if kind else all_timing)
 
     def stranger(key: str) -> Optional[str]:
         if kind and key in all_timing:
@@ -98,6 +112,7 @@ def _sensor(node: Node, path: str, sink: Sink) -> Tuple[SensorConfig, MapReader]
                  f"{timing['pulses']} pulses of {timing['pulse_ms']} ms cannot fit in "
                  f"{timing['pulse_window_s']:g} s; lengthen pulse_window_s or shorten pulse_ms")
     sensor = SensorConfig(
+        **_form_c(r, kind),
         name=r.require("name", as_name, ""),
         kind=kind or "",
         pin=r.require("pin", as_pin, -1, "the BCM GPIO number the sensor is wired to"),
@@ -107,6 +122,23 @@ def _sensor(node: Node, path: str, sink: Sink) -> Tuple[SensorConfig, MapReader]
         **timing,
     )
     return sensor, r
+
+
+def _own_keys(kind: str) -> Tuple[str, ...]:
+    return tuple(KIND_DEFAULTS[kind]) + KIND_EXTRA_KEYS.get(kind, ())
+
+
+def _form_c(r: MapReader, kind: Optional[str]) -> Dict[str, Any]:
+    """A smoke sensor's ``pin_nc`` and ``wiring_fault_ms`` (docs/spec.md §13.2)."""
+    if kind != "smoke":
+        return {}
+    pin_nc = r.get("pin_nc", as_pin, None)
+    fault_ms = r.get("wiring_fault_ms", _WIRING_FAULT, DEFAULT_WIRING_FAULT_MS)
+    if pin_nc is None and r.value_node("wiring_fault_ms") is not None:
+        r.sink.add(r.node_or_self("wiring_fault_ms"), r.sub("wiring_fault_ms"),
+                   "wiring_fault_ms supervises a Form C relay's NC contact: add pin_nc "
+                   "(the GPIO the NC terminal is wired to) or remove wiring_fault_ms")
+    return {"pin_nc": pin_nc, "wiring_fault_ms": fault_ms}
 
 
 def _flapping(r: MapReader, kind: str, sink: Sink) -> Optional[FlappingPolicy]:
@@ -162,7 +194,8 @@ def check_pins(pins: List[PinUse], sink: Sink) -> None:
     for pin, owner, node in pins:
         if pin in first:
             other, other_node = first[pin]
-            path = owner.split(" ", 1)[0] + ".pin"
+            path = owner.split(" ", 1)[0]
+            path += "" if path.endswith(".pin_nc") else ".pin"
             sink.add(node, path, f"pin {pin} is already used by {other} (line "
                      f"{other_node.start_mark.line + 1}); each GPIO can serve one sensor or output")
         else:

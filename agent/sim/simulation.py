@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from agent.config.model import Config, SensorConfig
 from agent.app.daemon import Agent
@@ -38,15 +38,28 @@ def window_after_s(sensor: SensorConfig, level: bool, *, at_start: bool,
     in the timeline (it may be clearing an alarm), else just ``pulse_ms`` (docs/spec.md §3:
     the start-up report of an inactive smoke input comes after ``pulse_ms``).
     """
+    ms: float
     if sensor.kind == "sos_button":
         ms = sensor.debounce_ms + (sensor.hold_ms if level else 0)
-    elif sensor.kind == "door":
+    elif sensor.kind in ("door", "tamper"):
         ms = sensor.open_ms if level else sensor.close_ms
+    elif sensor.kind == "battery":
+        ms = sensor.low_ms if level else sensor.ok_ms
+    elif sensor.kind == "mains":   # the longest delay the jitter can draw
+        ms = 1000 * (sensor.report_delay_s + sensor.jitter_s if level else sensor.restore_delay_s)
     elif level:
         ms = max(sensor.confirm_ms, sensor.pulse_ms)
     else:
         ms = sensor.clear_ms if ever_active and not at_start else sensor.pulse_ms
+    if sensor.pin_nc is not None:  # any change of either contact may end in a wiring fault
+        ms = max(ms, sensor.wiring_fault_ms)
     return ms / 1000.0
+
+
+def timeline_inputs(config: Config) -> List[str]:
+    """What a timeline's ``sensor:`` may name: every sensor, and each NC contact (``name.nc``)."""
+    names = [s.name for s in config.sensors]
+    return names + [s.nc_input for s in config.sensors if s.nc_input is not None]
 
 
 @dataclass(frozen=True)
@@ -71,8 +84,11 @@ class Simulation:
         self.factory = MockFactory()
         self.agent = Agent.build(config, pin_factory=self.factory, clock=self.clock.mono,
                                  wall=self.clock.wall, notifier=Notifier(None))
-        wiring = {s.name: Wiring(self.factory.pin(s.pin), s.active == "high")
-                  for s in config.sensors}
+        wiring: Dict[str, Wiring] = {}
+        for s in config.sensors:
+            wiring[s.name] = Wiring(self.factory.pin(s.pin), s.active_high, nc=s.nc_input)
+            if s.nc_input is not None:
+                wiring[s.nc_input] = Wiring(self.factory.pin(s.pin_nc), s.active_high)
         self.driver = TimelineDriver(entries, wiring, self.clock)
         self._stop = threading.Event()
         self._loop_result: Optional[Stop] = None
@@ -82,7 +98,7 @@ class Simulation:
         """Timeline time at which every window the timeline opened has closed."""
         ends = [0.0]
         for sensor in self.config.sensors:
-            mine = [e for e in self.driver.entries if e.sensor == sensor.name]
+            mine = [e for e in self.driver.entries if e.sensor in (sensor.name, sensor.nc_input)]
             last = mine[-1] if mine else None
             level = last.level if last is not None else False
             at = last.at if last is not None else 0.0

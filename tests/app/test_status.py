@@ -128,3 +128,20 @@ def test_an_unwritable_state_folder_is_said_once(rig: Dict[str, Any],
         writer.update(1.0, force=True)
         writer.update(5.0, force=True)
     assert sum("cannot write" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_the_summary_carries_power_blips_when_there_is_a_mains_sensor(rig: Dict[str, Any]) -> None:
+    from drivers.power import MainsMonitor
+
+    mains = MainsMonitor("mains", report_delay_s=10, jitter_s=0)
+    sensors = Sensors({"mains": mains}, {"mains": Pin()})
+    sensors.start(0.0)
+    for at in (5.0, 20.0):                       # two cuts shorter than the report delay
+        sensors.edge("mains", True, at)
+        sensors.edge("mains", False, at + 2.0)
+    old: AgentStatus = rig["status"]
+    status = AgentStatus(device_id="gw-1", link=rig["link"], outbox=old._outbox, recorder=rig["recorder"],
+                         sensors=sensors, feedback=rig["feedback"], counters=old._counters,
+                         commands=None, epoch=lambda: 1.9e9)
+    assert status.summary()["power_blips"] == 2
+    assert "power_blips" not in old.summary()    # no mains sensor, no count

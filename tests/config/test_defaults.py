@@ -21,6 +21,9 @@ sensors:
   - {name: sos, kind: sos_button, pin: 17}
   - {name: front_door, kind: door, pin: 27}
   - {name: kitchen_smoke, kind: smoke, pin: 22}
+  - {name: enclosure, kind: tamper, pin: 23}
+  - {name: mains, kind: mains, pin: 25}
+  - {name: ups_battery, kind: battery, pin: 26}
 outputs:
   buzzer: {pin: 5}
   led: {pin: 6}

@@ -169,3 +169,37 @@ def test_two_reloads_in_a_row_keep_the_pin_and_its_state(tmp_path: Path, broker:
         assert [e["type"] for e in events if e["sensor"] == "sos"].count("sos.pressed") == 1
         assert sos_events(events, boot) == ["sos.released"]
         assert_unique_boot_seq(events)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("change", ["heartbeat only", "new wiring_fault_ms"])
+def test_a_form_c_smoke_keeps_both_pins_across_a_reload(tmp_path: Path, broker: MosquittoBroker,
+                                                        mock_factory: Any, change: str) -> None:
+    smoke = {"name": "kitchen_smoke", "kind": "smoke", "pin": 22, "pin_nc": 24,
+             "wiring_fault_ms": 200}
+    sensors = [{"name": "sos", "kind": "sos_button", "pin": SOS_PIN}, smoke]
+    with AgentHarness(broker, tmp_path, mock_factory, overrides={"sensors": sensors}) as h:
+        # both pins float high on their pull-ups: the NC contact reads like a cut wire
+        h.wait_events(lambda ev: any(e["type"] == "sensor.fault" for e in ev), what="the fault")
+        assert h.agent is not None
+        nc_input = h.agent.inputs["kitchen_smoke.nc"]
+        new = dataclasses.replace(h.config, heartbeat_s=1800)
+        if change == "new wiring_fault_ms":    # the pins stay, the state machine is new
+            new = dataclasses.replace(new, sensors=tuple(
+                dataclasses.replace(s, wiring_fault_ms=300) if s.name == "kitchen_smoke" else s
+                for s in new.sensors))
+        agent = reload(h, new)
+        assert agent.inputs["kitchen_smoke.nc"] is nc_input
+        boot = agent.counters.boot
+        if change == "new wiring_fault_ms":   # started from both kept pins' levels: the fault again
+            h.wait_events(lambda ev: any(e["type"] == "sensor.fault" and e["boot"] == boot
+                                         for e in ev), what="the new machine's fault")
+        mock_factory.pin(24).drive_low()      # the NC contact wired: opposite of NO again
+        events = h.wait_events(lambda ev: any(e["type"] == "sensor.recovered" and e["boot"] == boot
+                                              for e in ev), what="sensor.recovered after the reload")
+        mine = [e["type"] for e in events if e["sensor"] == "kitchen_smoke" and e["boot"] == boot]
+        expected = {"heartbeat only": ["sensor.recovered"],
+                    # a new machine reports its start (the fault it found) first
+                    "new wiring_fault_ms": ["sensor.fault", "smoke.cleared", "sensor.recovered"]}
+        assert sorted(mine) == sorted(expected[change]), mine
+        assert_unique_boot_seq(events)

@@ -321,3 +321,20 @@ def test_monitor_reads_pins_back_and_shows_a_lost_edge(running_monitor: Monitor,
     mock_factory.pin(17)._state = False  # type: ignore[attr-defined]
     m.wait_line(r"sos +raw -> active \(read back: no edge was reported", timeout=5)
     m.wait_line(r"sos +sos.pressed +state=pressed$")
+
+
+def test_monitor_shows_both_contacts_of_a_form_c_smoke(tmp_path: Path, mock_factory: object) -> None:
+    sensors = [{"name": "kitchen_smoke", "kind": "smoke", "pin": 22, "pin_nc": 24,
+                "wiring_fault_ms": 200}]
+    files = write_agent_files(tmp_path / "agent", port=free_port(), extra={"sensors": sensors})
+    m = Monitor(files, mock_factory)
+    try:
+        m.wait_line(r"monitoring 1 sensors")
+        # both pins float high on their pull-ups: the NC contact is not wired
+        m.wait_line(r"kitchen_smoke +sensor.fault +state=clear no=inactive nc=inactive "
+                    r"\(fault=wiring, levels=\{'no': 1, 'nc': 1\}\)")
+        mock_factory.pin(24).drive_low()  # type: ignore[attr-defined]
+        m.wait_line(r"kitchen_smoke.nc +raw -> active")
+        m.wait_line(r"kitchen_smoke +sensor.recovered +state=clear no=inactive nc=active")
+    finally:
+        m.close()
