@@ -387,7 +387,16 @@ class Run:
         return {"edges": edges, "s": t_end - t0,
                 "opened_after_s": None if opened is None else opened["t"] - t_end,
                 "repair_warnings": repairs, "repairs_total": self.agent.repair_warnings,
-                "heartbeat_data": None if heartbeat is None else heartbeat["data"]}
+                "heartbeat_data": None if heartbeat is None else self._received_data(heartbeat)}
+
+    def _received_data(self, commit: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+        """The ``data`` of a committed event as the broker delivered it (the log line
+        shortens it; the signed event is the record)."""
+        def same(c: Dict[str, Any]) -> bool:
+            return c["type"] == commit["type"] and c["seq"] == commit["seq"]
+        self.obs.wait(same, 15)
+        found = [m["claims"] for m in self.obs.events() if same(m["claims"])]
+        return found[0]["data"] if found else None
 
     def smoke(self) -> Dict[str, Any]:
         """Temporal pattern: three 200 ms pulses 500 ms apart, then quiet."""
