@@ -18,17 +18,18 @@ responder echoes it to ``bench/pong``; the time until it arrives back. That is t
 transport's share: two QoS 1 hops and a process that answers without verifying or
 signing anything.
 
-Two runs, each with a fresh broker: mosquitto as the tests configure it (its default:
+Three runs, each with a fresh broker: mosquitto as the tests configure it (its default:
 Nagle's algorithm on), then with ``set_tcp_nodelay true`` on the broker and
-``TCP_NODELAY`` on the responder's and the baseline's sockets. The agent's own socket
-always has ``TCP_NODELAY`` (agent/delivery/client.py). Small MQTT packets written back
-to back wait for a delayed TCP ACK under Nagle; the runs show how much of the round trip
-that is.
+``TCP_NODELAY`` on the responder's and the baseline's sockets, then the same with
+``TCP_NODELAY`` on the agent's own socket too (a what-if patched in this process only:
+the agent does not set it). Small MQTT packets written back to back wait for a delayed
+TCP ACK under Nagle; the runs show how much of the round trip that is.
 
 Run: ``python -m bench ack``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -38,7 +39,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Iterator, List, Optional, Sequence
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives import serialization
@@ -234,11 +235,32 @@ def run(n: int, nodelay: bool, label: str) -> None:
           f"p99 {_pct(machine, 99) / _pct(bare, 99):.1f}x", flush=True)
 
 
+@contextlib.contextmanager
+def _agent_nodelay() -> Iterator[None]:
+    """What-if, this process only: the agent's own MQTT socket with TCP_NODELAY (the
+    agent does not set it today; agent/delivery/client.py would be the place)."""
+    from agent.delivery import client
+
+    original = client.GuardedClient._create_socket
+
+    def create(self: Any) -> Any:
+        sock = original(self)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+        return sock
+    client.GuardedClient._create_socket = create  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        client.GuardedClient._create_socket = original  # type: ignore[method-assign]
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     n = int(os.environ.get("BENCH_ACK_ALARMS", "300"))
     for nodelay in (False, True):
         run(n, nodelay, "mosquitto defaults (Nagle on)" if not nodelay
             else "broker set_tcp_nodelay, responder TCP_NODELAY")
+    with _agent_nodelay():
+        run(n, True, "as above, and the agent's socket TCP_NODELAY (what-if)")
     return 0
 
 

@@ -273,18 +273,3 @@ def test_last_will_says_offline_when_the_link_dies(broker: MosquittoBroker,
     # the broker publishes the will as soon as it sees the link die; the agent may notice
     # a moment later (its next read)
     wait_until(lambda: p.status.connected is False, timeout=10, what="the agent to notice")
-
-
-def test_the_link_sends_small_packets_at_once(broker: MosquittoBroker) -> None:
-    """An alarm is a few hundred bytes: Nagle's algorithm would hold it back until the
-    broker's delayed ACK (tens of ms; bench `ack` measured the p99 halve without it)."""
-    import socket
-
-    from agent.delivery.client import Notes, new_client
-    client = new_client(settings(broker, broker.plain_port), Notes(), clean=True, will=b"{}")
-    try:
-        client.connect("127.0.0.1", broker.plain_port)
-        sock = client.socket()
-        assert sock is not None and sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
-    finally:
-        client.disconnect()
