@@ -17,7 +17,7 @@ from agent.config.schema import (COMMON_SENSOR_KEYS, DEFAULT_ACTIVE, DEFAULT_FLA
 from drivers.debounce import FlappingPolicy
 from drivers.sos import STUCK_S
 
-PATTERN_KEYS = ("pending", "sent", "chirp", "locate", "escalate")
+PATTERN_KEYS = ("pending", "sent", "chirp", "locate", "escalate", "warn")
 
 #: (converter, for each timing key); upper bounds catch units mixed up (µs for ms, ms for s).
 _TIMING = {
