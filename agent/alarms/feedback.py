@@ -103,7 +103,7 @@ class Patterns:
     escalate: Tuple[float, float, int] = (0.5, 0.5, 10)
     #: played while an inactivity warning lasts (docs/spec.md §14.1), until it is
     #: cancelled or the alert is raised: so [on_s, off_s], repeating
-    warn: Tuple[float, float] = (WARN_PATTERN[0], WARN_PATTERN[1])
+    warn: Tuple[float, float] = WARN_PATTERN
 
     def __post_init__(self) -> None:
         for name in ("pending", "sent", "fault_led", "warn"):
