@@ -89,3 +89,20 @@ def test_a_night_exit_without_motion_is_not_returned(tmp_path: Any, broker: Mosq
     assert abs(_ms(alert["ts"]) - _ms(started["ts"]) - 64_050) <= 50   # closed at 4.05 s + 60 s
     assert alert["data"]["return_min"] == 1
     assert "motion.detected" not in [c["type"] for c in claims]
+
+
+@pytest.mark.broker
+def test_motion_before_return_min_means_back_home(tmp_path: Any, broker: MosquittoBroker) -> None:
+    files = files_for_broker(tmp_path / "agent", broker, heartbeat_s=86400, extra={
+        "device": {"id": "gw-test", "timezone": TZ}, "sensors": [SOS, DOOR, HALL],
+        "care": {"night_door": _night_around_now(),
+                 "night_exit": {"enabled": True, "return_min": 1}}})
+    timeline = """
+- {at: 2.0, sensor: front_door, level: active}
+- {at: 4.0, sensor: front_door, level: inactive}
+- {at: 62.0, sensor: hall, level: active}
+- {at: 63.0, sensor: hall, level: inactive}
+- {at: 70.0, sensor: sos, level: inactive}
+"""
+    claims = _simulate(files, broker, timeline, speed=20, count=5)   # motion is not sent
+    assert [c["type"] for c in claims if c["type"].startswith(("care.", "motion."))] == []
