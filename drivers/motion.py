@@ -32,6 +32,10 @@ from .sensor import SensorCore, Timers, due_at, earliest
 
 UNKNOWN, STILL, MOTION = "unknown", "still", "motion"
 
+#: the timing defaults (the config's too); ``report`` is on/off, not a time
+DEFAULTS: Mapping[str, float] = {"debounce_ms": 100, "hold_s": 30, "report": False,
+                                 "report_every_s": 300}
+
 #: {phase: {accepted level: new phase}}; the debouncer reports only changes.
 TRANSITIONS: Dict[str, Dict[bool, str]] = {
     UNKNOWN: {True: MOTION, False: STILL},
@@ -76,8 +80,9 @@ class MotionSensor(SensorCore):
 
     kind = "motion"
 
-    def __init__(self, name: str, *, debounce_ms: float = 100, hold_s: float = 30,
-                 report: bool = False, report_every_s: float = 300,
+    def __init__(self, name: str, *, debounce_ms: float = DEFAULTS["debounce_ms"],
+                 hold_s: float = DEFAULTS["hold_s"], report: bool = False,
+                 report_every_s: float = DEFAULTS["report_every_s"],
                  flapping: Optional[FlappingPolicy] = None) -> None:
         super().__init__(name, flapping=flapping)
         if not isinstance(report, bool):

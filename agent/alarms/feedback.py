@@ -63,6 +63,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from agent.alarms.book import REMINDER_TYPE, Acknowledged, AlarmBook, Reminder
+from agent.rules.activity import WARN_PATTERN
 
 log = logging.getLogger("agent.feedback")
 #: longest on or off time of a pattern, in seconds
@@ -100,9 +101,12 @@ class Patterns:
     fault: Tuple[float, float, int] = (0.6, 0.3, 2)
     fault_led: Tuple[float, float] = (0.05, 1.95)
     escalate: Tuple[float, float, int] = (0.5, 0.5, 10)
+    #: played while an inactivity warning lasts (docs/spec.md §14.1), until it is
+    #: cancelled or the alert is raised: so [on_s, off_s], repeating
+    warn: Tuple[float, float] = WARN_PATTERN
 
     def __post_init__(self) -> None:
-        for name in ("pending", "sent", "fault_led"):
+        for name in ("pending", "sent", "fault_led", "warn"):
             value = getattr(self, name)
             if len(value) != 2:
                 raise ValueError(f"pattern {name} is [on_s, off_s], not {list(value)!r}")
@@ -157,6 +161,7 @@ class Feedback:
         memory (``row_ids``: jti -> row id; negative for memory)."""
         new_alarm = False
         for event in events:
+            self._warning(event.type)
             if event.type == REMINDER_TYPE:
                 self.book.reminder_made(str(event.data.get("alarm_jti")), event.jti)
             elif self.book.opens(event.type) and event.critical:
@@ -168,6 +173,16 @@ class Feedback:
         if new_alarm:
             self._play(self.patterns.chirp)
         self._update()
+
+    def _warning(self, event_type: str) -> None:
+        """The ``warn`` pattern from ``care.inactivity_warning`` until it is cancelled
+        (or ``care.inactivity``, whose alarm chirp takes the buzzer over)."""
+        if self.buzzer is None:
+            return
+        if event_type == "care.inactivity_warning":
+            self.buzzer.blink(*self.patterns.warn, n=None)
+        elif event_type == "care.inactivity_cancelled":
+            self.buzzer.off()
 
     def delivered(self, row_ids: Sequence[int]) -> None:
         """The broker PUBACKed these rows (outbox, or memory: negative)."""

@@ -8,26 +8,34 @@ does), the care rules with their time zone, and a sensor's state machine.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import datetime, timezone, tzinfo
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 from agent.config.schema import Config, SensorConfig
 from agent.delivery.link import LinkSettings, TlsSettings
 from agent.delivery.window import WindowSettings
-from agent.rules.care import CareRules
+from agent.rules.activity import Rule
+from agent.rules.care import CareRules, DailyWindow
+from agent.rules.doors import DoorLeftOpenRule, NightExitRule
+from agent.rules.inactivity import inactivity_rule
+from agent.rules.mode import HOME, ModeGate
 from drivers.door import DoorContact
+from drivers.motion import MotionSensor
 from drivers.power import BatteryMonitor, MainsMonitor, RandomSource
 from drivers.smoke import SmokeDetector
 from drivers.sos import SosButton
 from drivers.tamper import TamperSwitch
 
-Machine = Union[SosButton, DoorContact, SmokeDetector, TamperSwitch, MainsMonitor, BatteryMonitor]
+Machine = Union[SosButton, DoorContact, SmokeDetector, TamperSwitch, MainsMonitor, BatteryMonitor,
+                MotionSensor]
 
 #: the state machine of each config ``kind``
 MACHINES: Mapping[str, Callable[..., Machine]] = {
     "sos_button": SosButton, "door": DoorContact, "smoke": SmokeDetector,
-    "tamper": TamperSwitch, "mains": MainsMonitor, "battery": BatteryMonitor}
+    "tamper": TamperSwitch, "mains": MainsMonitor, "battery": BatteryMonitor,
+    "motion": MotionSensor}
 
 
 def state_machine(sensor: SensorConfig, *, rand: Optional[RandomSource] = None) -> Machine:
@@ -59,12 +67,28 @@ def link_settings(config: Config, password: Optional[str]) -> LinkSettings:
                               max_publish_rate=m.max_publish_rate))
 
 
-def care_rules(config: Config) -> Optional[CareRules]:
-    """The care rules in ``device.timezone`` (else the system's zone); None when both are off."""
-    care = config.care
-    if not (care.night_door.enabled or care.inactivity.enabled):
-        return None
-    return CareRules(care, _time_zone(config.device.timezone))
+def care_rules(config: Config, mode: str = HOME) -> ModeGate:
+    """The care rules in ``device.timezone`` (else the system's zone), behind the away-mode
+    gate (docs/spec.md §14.3), starting in ``mode``; a gate with no rules when all are off."""
+    tz = _time_zone(config.device.timezone)
+    v2, care = config.care_v2, config.care
+    if v2.inactivity is not None:  # the v2 rule replaces care.py's own (or alerts come twice)
+        care = dataclasses.replace(care, inactivity=dataclasses.replace(
+            care.inactivity, enabled=False))
+    night = DailyWindow(care.night_door.from_, care.night_door.to, tz)
+
+    def make() -> List[Rule]:
+        rules: List[Rule] = []
+        if care.night_door.enabled or care.inactivity.enabled:
+            rules.append(CareRules(care, tz))
+        if v2.inactivity is not None:
+            rules.append(inactivity_rule(v2.inactivity, tz))
+        if v2.door_left_open is not None:
+            rules.append(DoorLeftOpenRule(v2.door_left_open, night))
+        if v2.night_exit is not None:
+            rules.append(NightExitRule(v2.night_exit, night))
+        return rules
+    return ModeGate(make, mode=mode)
 
 
 def _time_zone(name: Optional[str]) -> tzinfo:

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from agent.app.assemble import care_rules, link_settings, state_machine
-from agent.rules.care import CareRules
+from agent.app.mode import HomeMode, load_mode
+from agent.rules.mode import ModeGate
 from agent.remote.handler import CommandHandler
 from agent.config.model import Config
 from agent.record.counters import UNWRITABLE, Counters
@@ -128,7 +129,7 @@ class Agent:
         # 1. everything that can be refused, before any GPIO is touched
         signer, password = secrets(config)
         policy, self.commands_disabled_because = command_policy(config, signer)
-        care = care_rules(config)
+        care = care_rules(config, load_mode(config.state_dir))
         # 2. state on disk; an unwritable one is a degraded mode, not a refusal
         storage_failed = self._open_state(config)
         try:
@@ -164,7 +165,7 @@ class Agent:
         return storage_failed
 
     def _build_rest(self, config: Config, signer: Signer, password: Optional[str],
-                    policy: Optional[CommandChecks], care: Optional[CareRules], pin_factory: Any,
+                    policy: Optional[CommandChecks], care: ModeGate, pin_factory: Any,
                     synced: Callable[[], bool], handover: Optional[PinHandover],
                     storage_failed: Optional[str]) -> None:
         clock, wall = self._clock, self._wall
@@ -191,7 +192,9 @@ class Agent:
         self.sensors = Sensors(self._state_machines(config, handover), self.inputs)
         if policy is not None:
             actions = Actions(feedback=self.feedback, link=self.publisher, sensors=self.sensors)
-            self.commands = CommandHandler(policy[0], policy[1], actions, wall=wall)
+            self.commands = CommandHandler(policy[0], policy[1], actions, wall=wall,
+                                           mode=HomeMode(care, config.state_dir, wall=wall,
+                                                         synced=synced))
         self.status = AgentStatus(device_id=config.device.id, link=self.publisher,
                                   outbox=self.storage, recorder=self.recorder,
                                   sensors=self.sensors, feedback=self.feedback,

@@ -246,8 +246,10 @@ class AgentLoop:
         out: List[Recognised] = []
         care = self.care
         wall, synced = (self.wall(), self.synced()) if care is not None else (0.0, False)
-        for event in sorted(sensor_events, key=lambda e: e.at):
-            out.append(event)
+        unsent = self.sensors.drain_activity()   # motion not sent: activity for the rules only
+        for event in sorted([*sensor_events, *unsent], key=lambda e: e.at):
+            if not any(event is u for u in unsent):
+                out.append(event)
             if care is not None:
                 out += self._safely("care rules", care.observe, event, event.at,
                                     wall - (now - event.at), synced) or []

@@ -153,6 +153,15 @@ class Sensors:
         return min(deadlines) if deadlines else None
 
     # --- read API: status, monitor, a reload's hand-over ---------------------------------------
+    def drain_activity(self) -> List[SensorEvent]:
+        """Motion the sensors did not send (docs/spec.md §14.4): for the care rules only."""
+        out: List[SensorEvent] = []
+        for machine in self._machines.values():
+            drain = getattr(machine, "drain_activity", None)
+            if drain is not None:
+                out += drain()
+        return out
+
     def names(self) -> List[str]:
         return list(self._machines)
 

@@ -43,7 +43,8 @@ from agent.config.schema import (DEFAULT_HEARTBEAT_S, DEFAULT_STATE_DIR, GPIO_BA
                                  TlsConfig)
 from agent.config.sensors import check_pins, read_outputs, read_sensors
 from agent.outbox.policy import OutboxLimits
-from agent.rules.care import MAX_HOURS, CareSettings, InactivitySettings, NightDoorSettings
+from agent.config.care import read_care
+from agent.rules.care import CareSettings, InactivitySettings, NightDoorSettings
 from agent.wire import ALGORITHMS
 from drivers.debounce import FlappingPolicy
 
@@ -94,6 +95,7 @@ def parse_config(text: str, source: Path, *, environ: Optional[Mapping[str, str]
     sensors, pins = read_sensors(top, sink)
     outputs = read_outputs(top, sink, pins)
     check_pins(pins, sink)
+    care, care_v2 = read_care(top, sink, sensors)
     config = Config(
         device=device,
         state_dir=top.get("state_dir", paths, DEFAULT_STATE_DIR),
@@ -104,11 +106,12 @@ def parse_config(text: str, source: Path, *, environ: Optional[Mapping[str, str]
         signing=_signing(top, sink, paths),
         buffer=_buffer(top),
         commands=_commands(top, paths),
-        care=_care(top, sink),
+        care=care,
         heartbeat_s=top.get("heartbeat_s", as_int(10, 86400, SEC), DEFAULT_HEARTBEAT_S),
         source=source.absolute(),
         warnings=tuple(sink.warnings),
         alarms=_alarms(top),
+        care_v2=care_v2,
     )
     if sink.problems:
         raise ConfigProblems(sink.problems)  # warnings wait until the file is valid
@@ -189,7 +192,7 @@ def _device(top: MapReader, sink: Sink) -> DeviceConfig:
         timezone=d.optional("timezone", as_timezone))
 
 
-# --- signing, buffer, commands, care ---------------------------------------------------
+# --- signing, buffer, commands ---------------------------------------------------
 
 def _signing(top: MapReader, sink: Sink, paths: Any) -> SigningConfig:
     s = section(top, "signing", ("algorithm", "key_file", "kid"))
@@ -225,23 +228,3 @@ def _commands(top: MapReader, paths: Any) -> CommandsConfig:
     return CommandsConfig(enabled=c.get("enabled", as_bool, CommandsConfig.enabled),
                           algorithm=c.get("algorithm", as_choice(ALGORITHMS), CommandsConfig.algorithm),
                           key_file=c.get("key_file", paths, CommandsConfig.key_file))
-
-
-def _care(top: MapReader, sink: Sink) -> CareSettings:
-    c = section(top, "care", ("night_door", "inactivity"))
-    n = c.section("night_door", ("enabled", "from", "to"), hints=SECRET_HINTS)
-    before = len(sink.problems)
-    night = NightDoorSettings(enabled=n.get("enabled", as_bool, NightDoorSettings.enabled),
-                              from_=n.get("from", as_hhmm, NightDoorSettings.from_),
-                              to=n.get("to", as_hhmm, NightDoorSettings.to))
-    if night.from_ == night.to and n.value_node("to") is not None and len(sink.problems) == before:
-        sink.add(n.node_or_self("to"), n.sub("to"), f"from and to are both {night.to}: the "
-                 f"night would be empty; e.g. from: \"{NightDoorSettings.from_}\", "
-                 f"to: \"{NightDoorSettings.to}\"")
-    i = c.section("inactivity", ("enabled", "hours", "from", "to"), hints=SECRET_HINTS)
-    d = InactivitySettings
-    inactivity = InactivitySettings(
-        enabled=i.get("enabled", as_bool, d.enabled),
-        hours=i.get("hours", as_number(hi=MAX_HOURS, unit="hours", above=0), d.hours),
-        from_=i.get("from", as_hhmm, d.from_), to=i.get("to", as_hhmm, d.to))
-    return CareSettings(night_door=night, inactivity=inactivity)

@@ -26,16 +26,18 @@ from agent.delivery.endpoints import Endpoint
 from agent.delivery.window import WindowSettings
 from agent.outbox.policy import OutboxLimits
 from agent.rules.care import CareSettings
+from agent.rules.settings import CareRulesV2
 from agent.wire import commands_topic, events_topic, status_topic
 from drivers.debounce import DOOR_FLAPPING, SOS_FLAPPING, FlappingPolicy
 from drivers.door import DEFAULTS as DOOR_DEFAULTS
+from drivers.motion import DEFAULTS as MOTION_DEFAULTS
 from drivers.power import BATTERY_DEFAULTS, MAINS_DEFAULTS
 from drivers.smoke import DEFAULTS as SMOKE_DEFAULTS
 from drivers.smoke import WIRING_FAULT_MS
 from drivers.sos import DEFAULTS as SOS_DEFAULTS
 from drivers.tamper import DEFAULTS as TAMPER_DEFAULTS
 
-SENSOR_KINDS = ("sos_button", "door", "smoke", "tamper", "mains", "battery")
+SENSOR_KINDS = ("sos_button", "door", "smoke", "tamper", "mains", "battery", "motion")
 GPIO_BACKENDS = ("auto", "lgpio", "rpigpio", "native", "mock")
 PULLS = ("up", "down", "none")
 LEVELS = ("low", "high")
@@ -64,6 +66,7 @@ KIND_DEFAULTS: Mapping[str, Mapping[str, float]] = {
     "tamper": TAMPER_DEFAULTS,
     "mains": MAINS_DEFAULTS,
     "battery": BATTERY_DEFAULTS,
+    "motion": MOTION_DEFAULTS,
 }
 #: Keys of one kind that are not its driver's timing (docs/spec.md §13.2: Form C smoke).
 KIND_EXTRA_KEYS: Mapping[str, Tuple[str, ...]] = {"smoke": ("pin_nc", "wiring_fault_ms")}
@@ -76,8 +79,11 @@ NC_SUFFIX = ".nc"
 #: The level that means pressed / open / alarm when ``active:`` is omitted (docs/spec.md §10,
 #: §13.1: a UPS output or a tamper loop is high = gone / low / open, so a cut wire reports).
 DEFAULT_ACTIVE = {"sos_button": "low", "door": "high", "smoke": "low",
-                  "tamper": "high", "mains": "high", "battery": "high"}
+                  "tamper": "high", "mains": "high", "battery": "high",
+                  "motion": "high"}
 DEFAULT_PULL = "up"
+#: kinds whose pull differs (a PIR module drives its output high on motion)
+KIND_PULL = {"motion": "down"}
 
 
 #: ``None`` = no flapping detection for that kind by default (smoke, docs/spec.md §3).
@@ -88,6 +94,7 @@ DEFAULT_FLAPPING: Mapping[str, Optional[FlappingPolicy]] = {
     "tamper": None,
     "mains": None,
     "battery": None,
+    "motion": None,  # a PIR pulses by nature; flapping is opt-in
 }
 #: What ``flapping: true`` or a partial mapping fills in for a kind whose default is off.
 FLAPPING_FALLBACK = DOOR_FLAPPING
@@ -120,6 +127,9 @@ class SensorConfig:
     restore_delay_s: float = 0.0
     low_ms: int = 0
     ok_ms: int = 0
+    hold_s: float = 0.0
+    report: bool = False
+    report_every_s: float = 0.0
     flapping: Optional[FlappingPolicy] = None
     #: smoke only: the Form C relay's NC contact (docs/spec.md §13.2); None = not supervised
     pin_nc: Optional[int] = None
@@ -244,6 +254,8 @@ class Config:
     warnings: Tuple[Problem, ...] = ()
     #: escalation of unacknowledged alarms (docs/spec.md §11; AlarmSchedule has the defaults)
     alarms: AlarmSchedule = AlarmSchedule()
+    #: the version-2 care rules (docs/spec.md §14); all off by default
+    care_v2: CareRulesV2 = CareRulesV2()
 
     def sensor(self, name: str) -> SensorConfig:
         for s in self.sensors:

@@ -11,13 +11,13 @@ from agent.config.reader import (MapReader, Node, Sink, as_blink, as_bool, as_ch
                                  as_number, describe)
 from agent.config.schema import (COMMON_SENSOR_KEYS, DEFAULT_ACTIVE, DEFAULT_FLAPPING,
                                  DEFAULT_PULL, DEFAULT_WIRING_FAULT_MS, FLAPPING_FALLBACK,
-                                 KIND_DEFAULTS, KIND_EXTRA_KEYS, LEVELS, NC_SUFFIX, PULLS,
+                                 KIND_DEFAULTS, KIND_EXTRA_KEYS, KIND_PULL, LEVELS, NC_SUFFIX, PULLS,
                                  RESERVED_SENSOR_NAMES, SENSOR_KINDS, OutputConfig,
                                  OutputsConfig, SensorConfig)
 from drivers.debounce import FlappingPolicy
 from drivers.sos import STUCK_S
 
-PATTERN_KEYS = ("pending", "sent", "chirp", "locate", "escalate")
+PATTERN_KEYS = ("pending", "sent", "chirp", "locate", "escalate", "warn")
 
 #: (converter, for each timing key); upper bounds catch units mixed up (µs for ms, ms for s).
 _TIMING = {
@@ -36,6 +36,9 @@ _TIMING = {
     "restore_delay_s": as_number(hi=3600, unit=SEC, above=0),
     "low_ms": as_int(1, 3600000, MS),
     "ok_ms": as_int(1, 3600000, MS),
+    "hold_s": as_number(hi=3600, unit=SEC, above=0),
+    "report": as_bool,
+    "report_every_s": as_number(lo=1, hi=86400, unit=SEC),
 }
 _WIRING_FAULT = as_int(1, 60000, MS)
 
@@ -116,7 +119,7 @@ def _sensor(node: Node, path: str, sink: Sink) -> Tuple[SensorConfig, MapReader]
         name=r.require("name", as_name, ""),
         kind=kind or "",
         pin=r.require("pin", as_pin, -1, "the BCM GPIO number the sensor is wired to"),
-        pull=r.get("pull", as_choice(PULLS), DEFAULT_PULL),
+        pull=r.get("pull", as_choice(PULLS), KIND_PULL.get(kind or "", DEFAULT_PULL)),
         active=r.get("active", as_choice(LEVELS), DEFAULT_ACTIVE.get(kind or "", "low")),
         flapping=_flapping(r, kind or "", sink),
         **timing,

@@ -33,12 +33,20 @@ class Actions(Protocol):
     def status(self) -> Dict[str, Any]: ...
 
 
+class ModeSetter(Protocol):
+    """The ``mode`` command's effect (agent.app.mode.HomeMode)."""
+
+    def set(self, mode: str, now: float) -> List[AgentEvent]: ...
+
+
 class CommandHandler:
     """Checks each command payload and carries out the allowed ones."""
 
     def __init__(self, policy: CommandPolicy, store: CommandStore, actions: Actions, *,
-                 wall: Callable[[], float], limiter: Optional[RejectionLimiter] = None) -> None:
+                 wall: Callable[[], float], limiter: Optional[RejectionLimiter] = None,
+                 mode: Optional[ModeSetter] = None) -> None:
         self.policy = policy
+        self.mode = mode
         self.store = store
         self.actions = actions
         self.wall = wall
@@ -79,7 +87,17 @@ class CommandHandler:
             data["status"] = self.actions.status()
         elif decision.cmd == "locate":
             self.actions.locate()
+        elif decision.cmd == "mode":
+            return self._mode(decision.args, data, now)
         return [AgentEvent("command.done", now, data)]
+
+    def _mode(self, args: Mapping[str, Any], data: Dict[str, Any],
+              now: float) -> List[AgentEvent]:
+        """``mode`` (args checked by the policy): done first, then ``agent.mode`` if it changed."""
+        mode = str(args["mode"])
+        data["mode"] = mode
+        changed = self.mode.set(mode, now) if self.mode is not None else []
+        return [AgentEvent("command.done", now, data), *changed]
 
     def _rejected(self, data: Dict[str, Any], now: float) -> List[AgentEvent]:
         reason = str(data.get("reason"))

@@ -4,13 +4,15 @@ take them without importing each other."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from agent.errors import ConfigError
 
 from .care import MAX_HOURS
 from .clock import _parse_hhmm
+from .doors import DoorLeftOpenSettings, NightExitSettings
 
-__all__ = ["MODES", "InactivityRuleSettings"]
+__all__ = ["MODES", "CareRulesV2", "InactivityRuleSettings"]
 
 MODES = ("daytime", "continuous", "check_in")
 _MIN_CONTINUOUS_H = 0.5  # docs/spec.md §14.1
@@ -57,3 +59,22 @@ class InactivityRuleSettings:
                               hint='give from and to different times, e.g. from: "07:00", to: "11:00"')
         _number(self.warn_min, 0.0, _MAX_WARN_MIN, "care.inactivity.warn_min",
                 f"give the warning's minutes, 0 (no warning) to {_MAX_WARN_MIN:g} (e.g. 5)")
+
+
+@dataclass(frozen=True)
+class CareRulesV2:
+    """The version-2 care rules the config switches on (docs/spec.md §14); None = off.
+
+    ``inactivity`` is set only when ``care.inactivity`` is enabled *and* names a
+    ``mode`` or a ``warn_min``: then it replaces care.py's own inactivity (a version-1
+    file keeps the rule it had). ``door_left_open`` / ``night_exit``: their settings
+    when enabled.
+    """
+
+    inactivity: Optional[InactivityRuleSettings] = None
+    door_left_open: Optional[DoorLeftOpenSettings] = None
+    night_exit: Optional[NightExitSettings] = None
+
+    @property
+    def any(self) -> bool:
+        return any(x is not None for x in (self.inactivity, self.door_left_open, self.night_exit))

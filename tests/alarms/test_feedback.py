@@ -322,3 +322,14 @@ def test_a_save_that_fails_keeps_the_alarm_and_the_led(outs: Any) -> None:
 def test_ts_epoch_reads_an_event_ts() -> None:
     assert ts_epoch(TS0) == T0
     assert ts_epoch("2026-05-28T20:26:40.250Z") == T0 + 0.25
+
+
+def test_the_warn_pattern_lasts_until_the_warning_is_cancelled_or_raised(outs: Any) -> None:
+    buzzer, led, fb = outs
+    fb.recorded([Ev("care.inactivity_warning", "w1", sensor="agent", critical=False)], {"w1": 1})
+    assert buzzer.mode == ("blink", *PATTERNS.warn, None) and fb.phase == "idle"
+    fb.recorded([Ev("care.inactivity_cancelled", "c1", sensor="agent", critical=False)], {"c1": 2})
+    assert buzzer.mode == ("off",) and fb.phase == "idle"
+    fb.recorded([Ev("care.inactivity_warning", "w2", sensor="agent", critical=False)], {"w2": 3})
+    fb.recorded([Ev("care.inactivity", "i1", sensor="agent")], {"i1": 4})
+    assert buzzer.mode == ("blink", *PATTERNS.chirp) and fb.phase == "pending"

@@ -276,3 +276,44 @@ def test_an_unacknowledged_sos_raises_reminders_on_the_book_s_schedule(rig) -> N
                              "phase": "sent", "age_s": 30, "repeat": 2})]
     assert feedback.book.open_alarms[0].reminder_jtis == tuple(c["jti"] for c in reminders)
     assert feedback.next_deadline() is None
+
+
+def test_unsent_motion_is_activity_for_the_rules_and_is_not_recorded(tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    from agent.rules.inactivity import QuietRule
+    from agent.rules.mode import ModeGate
+    from agent.rules.settings import InactivityRuleSettings
+    from drivers.motion import MotionSensor
+
+    clock = Clock()
+    outbox = Outbox.open(tmp_path / "outbox.sqlite3")
+    counters = Counters(tmp_path / "state")
+    recorder = Recorder(device_id="gw-1", topic_prefix="homecare/gw-1",
+                        signer=Signer("EdDSA", Ed25519PrivateKey.generate()), counters=counters,
+                        outbox=outbox, clocks=Clocks(wall_of=lambda at: 1.8e9 + at,
+                                                     now_epoch=lambda: 1.8e9 + clock.now,
+                                                     synced=lambda: True))
+    settings = InactivityRuleSettings(mode="continuous", hours=0.5, warn_min=5)
+    gate = ModeGate(lambda: [QuietRule(settings, ZoneInfo("Europe/Berlin"))])
+    pir = Pin()
+    sensors = Sensors({"hall": MotionSensor("hall")}, {"hall": pir})
+    loop = AgentLoop(sensors=sensors, recorder=recorder, clock=clock, wall=lambda: 1.8e9 + clock.now,
+                     synced=lambda: True, heartbeat_s=86400, status=lambda: {}, care=gate)
+    try:
+        loop.start()
+        clock.now = 100.0 + 1700
+        pir.level = True
+        loop.turn([EdgeMsg("hall", True, clock.now)])
+        clock.now += 0.2                     # past debounce_ms: motion accepted
+        pir.level = False
+        loop.turn([EdgeMsg("hall", False, clock.now)])   # still after hold_s
+        clock.now = 100.0 + 1800 + 1         # the first episode's end: motion restarted it
+        loop.turn([])
+        assert types(outbox) == ["agent.started"]
+        clock.now = 1800.2 + 1800 + 1
+        loop.turn([])
+        assert types(outbox) == ["agent.started", "care.inactivity_warning"]
+    finally:
+        outbox.close()
+        counters.close()

@@ -24,6 +24,7 @@ sensors:
   - {name: enclosure, kind: tamper, pin: 23}
   - {name: mains, kind: mains, pin: 25}
   - {name: ups_battery, kind: battery, pin: 26}
+  - {name: hall, kind: motion, pin: 16}
 outputs:
   buzzer: {pin: 5}
   led: {pin: 6}

@@ -321,7 +321,8 @@ def test_example_and_spec_three_sensors_validate() -> None:
     c = load_config(SPEC_EXAMPLE, environ={})
     assert [(s.name, s.kind, s.pin) for s in c.sensors] == \
         [("sos", "sos_button", 17), ("front_door", "door", 27), ("kitchen_smoke", "smoke", 22),
-         ("enclosure", "tamper", 23), ("mains", "mains", 25), ("ups_battery", "battery", 26)]
+         ("enclosure", "tamper", 23), ("mains", "mains", 25), ("ups_battery", "battery", 26),
+         ("hall", "motion", 16)]
     assert c.mqtt.tls is not None and c.mqtt.tls.ca_file == Path("/etc/homecare-agent/ca.pem")
 
 

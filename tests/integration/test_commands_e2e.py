@@ -68,6 +68,7 @@ def hostile_table(h: AgentHarness, replayed: bytes) -> List[Tuple[str, bytes, st
                    lambda data: hmac.new(cloud_public_pem, data, hashlib.sha256).digest()),
          "bad_signature", False),
         ("unknown cmd", h.sign("reboot"), "unknown_command", True),
+        ("mode with wrong args", h.sign("mode", args={"mode": "asleep"}), "bad_args", True),
         ("5 KiB payload", h.sign("locate", pad="x" * 5120), "too_large", False),
         ("non-JSON", b"locate please", "malformed", False),
         ("duplicate keys (validly signed)",

@@ -124,6 +124,10 @@ HOSTILE = [
     ("exp before iat", pyjwt_token(claims(iat=NOW + 100, exp=NOW + 50)), "malformed", "c-1", "ping"),
     ("replayed jti", pyjwt_token(claims(jti="already-used")), "replayed", "already-used", "ping"),
     ("unknown command", pyjwt_token(claims(cmd="reboot")), "unknown_command", "c-1", "reboot"),
+    ("mode without args", pyjwt_token(claims(cmd="mode")), "bad_args", "c-1", "mode"),
+    ("mode asleep", pyjwt_token(claims(cmd="mode", args={"mode": "asleep"})), "bad_args", "c-1", "mode"),
+    ("mode with an extra key", pyjwt_token(claims(cmd="mode", args={"mode": "away", "for": 3})),
+     "bad_args", "c-1", "mode"),
     ("5 KiB payload", pyjwt_token(claims(pad="x" * 5120)), "too_large", None, None),
     ("5 KiB of garbage", b"\xff" * 5120, "too_large", None, None),
     ("not JSON, not JWS", b"hello gateway", "malformed", None, None),
@@ -184,9 +188,14 @@ def test_hostile_command_is_rejected_with_reason(policy: CommandPolicy, name: st
     if cmd is not None:
         expected["cmd"] = cmd
     assert decision.event_data() == expected
-    if reason != "unknown_command":
+    if reason not in ("unknown_command", "bad_args"):
         assert policy.seen.to_records() == before, "a rejected command must not use up its jti"
         assert not decision.remembered
+
+
+def test_mode_command_is_accepted_with_its_args(policy: CommandPolicy) -> None:
+    decision = policy.check(pyjwt_token(claims(cmd="mode", args={"mode": "away"})), NOW)
+    assert decision.accepted and decision.cmd == "mode" and dict(decision.args) == {"mode": "away"}
 
 
 def test_table_covers_every_reason() -> None:
@@ -214,7 +223,8 @@ def test_accepted_ack_with_in_reply_to(policy: CommandPolicy) -> None:
 
 @pytest.mark.parametrize("cmd", sorted(ALLOWED_COMMANDS))
 def test_each_allowed_command_is_accepted(policy: CommandPolicy, cmd: str) -> None:
-    decision = policy.check(pyjwt_token(claims(cmd=cmd, jti=f"j-{cmd}")), NOW)
+    args = {"mode": "home"} if cmd == "mode" else _DROP  # mode needs its args
+    decision = policy.check(pyjwt_token(claims(cmd=cmd, jti=f"j-{cmd}", args=args)), NOW)
     assert decision.accepted and decision.cmd == cmd and decision.in_reply_to is None
 
 
