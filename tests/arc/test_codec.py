@@ -16,7 +16,7 @@ from agent.arc.codec import (LATE_S, MAX_SEQ, Codec, FrameSettings, FrameSplitte
                              crc16_arc, dc09_time, next_seq, parse_dc09_time)
 from agent.arc.codes import ArcMessage, Code
 
-pysia = pytest.importorskip("pysiaalarm")
+pysia = pytest.importorskip("pysiaalarm", reason="pysiaalarm 3.2 (the independent DC-09 receiver) needs Python 3.10 or later")
 from pysiaalarm import SIAAccount  # noqa: E402
 from pysiaalarm.event import SIAEvent  # noqa: E402
 

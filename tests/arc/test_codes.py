@@ -6,7 +6,7 @@ import pytest
 from agent.arc.codes import (ADM_CID, ALARM_TYPES, SIA_DCS, ArcMessage, Code, CodeTable,
                              message_for, selected, zones)
 
-pysia = pytest.importorskip("pysiaalarm")
+pysia = pytest.importorskip("pysiaalarm", reason="pysiaalarm 3.2 (the independent DC-09 receiver) needs Python 3.10 or later")
 from pysiaalarm.utils import ADM_MAPPING, SIA_CODES  # noqa: E402
 
 

@@ -16,7 +16,7 @@ from agent.arc.link import Delivered, LinkEvent, LinkLost, LinkRestored, LinkSet
 from agent.arc.sender import ArcSender
 from tests.helpers import wait_until
 
-pysia = pytest.importorskip("pysiaalarm")
+pysia = pytest.importorskip("pysiaalarm", reason="pysiaalarm 3.2 (the independent DC-09 receiver) needs Python 3.10 or later")
 from pysiaalarm import CommunicationsProtocol, SIAAccount, SIAClient, SIAEvent  # noqa: E402
 
 ACCOUNT = "1234AB"
