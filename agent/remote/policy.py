@@ -6,7 +6,7 @@ The cloud publishes a command to ``{prefix}/commands`` as a compact JWS (a JWT) 
 with *its* key, which the gateway knows from ``commands.key_file``. The loop hands the
 raw MQTT payload to :meth:`CommandPolicy.check` together with the agent's wall clock
 (``now_epoch``, seconds since the epoch). The answer is a :class:`Decision`: either an
-accepted command (``ack``, ``ping`` or ``locate``) or a rejection whose ``reason`` is one
+accepted command (``ack``, ``ping``, ``locate`` or ``maintenance``) or a rejection whose ``reason`` is one
 of :data:`REASONS`. A rejected command does nothing except produce a
 ``command.rejected`` event (rate-limited by ``agent/remote/limiter.py``).
 
@@ -30,7 +30,8 @@ The checks run in this order; the first failure decides the reason::
     8. audience    aud == device id                            -> wrong_aud
     9. expiry      now_epoch < exp (agent's clock)             -> expired
    10. replay      jti not seen before, exp above the floor    -> replayed
-   11. allow-list  cmd in ack/ping/locate                      -> unknown_command
+   11. allow-list  cmd in ack/ping/locate/maintenance          -> unknown_command
+   12. arguments   args as the command needs (ARGS_CHECKS)     -> bad_args
 
 Why this order: someone without the care centre's key can only ever learn
 ``too_large``, ``malformed`` (for things that are not a JWS at all) or
@@ -67,6 +68,7 @@ from dataclasses import dataclass, field
 from typing import (Any, Callable, Dict, FrozenSet, Iterable, List, Mapping,
                     Optional, Tuple)
 
+from agent.alarms.maintenance import parse_maintenance_args
 from agent.wire import ALGORITHMS, JsonRefused, strict_json
 
 #: largest MQTT payload looked at, in bytes (docs/spec.md §7)
@@ -78,7 +80,11 @@ SEEN_CAPACITY = 1000
 #: the header ``typ`` a command carries
 COMMAND_TYP = "homecare-command+jwt"
 #: commands the agent carries out (docs/spec.md §7)
-ALLOWED_COMMANDS: FrozenSet[str] = frozenset({"ack", "ping", "locate"})
+ALLOWED_COMMANDS: FrozenSet[str] = frozenset({"ack", "ping", "locate", "maintenance"})
+#: commands whose ``args`` are checked (ValueError -> ``bad_args``, docs/spec.md §7)
+ARGS_CHECKS: Mapping[str, Callable[[Mapping[str, Any]], object]] = {
+    "maintenance": parse_maintenance_args,
+}
 
 TOO_LARGE = "too_large"
 MALFORMED = "malformed"
@@ -87,9 +93,10 @@ WRONG_AUD = "wrong_aud"
 EXPIRED = "expired"
 REPLAYED = "replayed"
 UNKNOWN_COMMAND = "unknown_command"
+BAD_ARGS = "bad_args"
 #: every value ``data.reason`` of a ``command.rejected`` event can take (docs/spec.md §7)
 REASONS: Tuple[str, ...] = (TOO_LARGE, MALFORMED, BAD_SIGNATURE, WRONG_AUD, EXPIRED,
-                            REPLAYED, UNKNOWN_COMMAND)
+                            REPLAYED, UNKNOWN_COMMAND, BAD_ARGS)
 
 #: ``verify_signature(signing_input, signature, header) -> bool``; must not raise
 SignatureVerifier = Callable[[bytes, bytes, Mapping[str, Any]], bool]
@@ -338,8 +345,21 @@ class CommandPolicy:
         self.seen.remember(jti, exp)
         if cmd not in self.allowed:
             return Decision(UNKNOWN_COMMAND, cmd=cmd, jti=jti, exp=exp, remembered=True)
+        if not _args_ok(cmd, claims.get("args", {})):
+            return Decision(BAD_ARGS, cmd=cmd, jti=jti, exp=exp, remembered=True)
         return Decision(None, cmd=cmd, jti=jti, args=claims.get("args", {}),
                         in_reply_to=claims.get("in_reply_to"), exp=exp, remembered=True)
+
+
+def _args_ok(cmd: str, args: Mapping[str, Any]) -> bool:
+    check = ARGS_CHECKS.get(cmd)
+    if check is None:
+        return True
+    try:
+        check(args)
+    except ValueError:
+        return False
+    return True
 
 
 def _split(payload: bytes) -> Tuple[Dict[str, Any], bytes, bytes, bytes]:

@@ -124,6 +124,8 @@ HOSTILE = [
     ("exp before iat", pyjwt_token(claims(iat=NOW + 100, exp=NOW + 50)), "malformed", "c-1", "ping"),
     ("replayed jti", pyjwt_token(claims(jti="already-used")), "replayed", "already-used", "ping"),
     ("unknown command", pyjwt_token(claims(cmd="reboot")), "unknown_command", "c-1", "reboot"),
+    ("maintenance minutes 241", pyjwt_token(claims(cmd="maintenance", args={"minutes": 241})),
+     "bad_args", "c-1", "maintenance"),
     ("5 KiB payload", pyjwt_token(claims(pad="x" * 5120)), "too_large", None, None),
     ("5 KiB of garbage", b"\xff" * 5120, "too_large", None, None),
     ("not JSON, not JWS", b"hello gateway", "malformed", None, None),
@@ -184,7 +186,7 @@ def test_hostile_command_is_rejected_with_reason(policy: CommandPolicy, name: st
     if cmd is not None:
         expected["cmd"] = cmd
     assert decision.event_data() == expected
-    if reason != "unknown_command":
+    if reason not in ("unknown_command", "bad_args"):   # these use up their jti (spec §7)
         assert policy.seen.to_records() == before, "a rejected command must not use up its jti"
         assert not decision.remembered
 
@@ -214,7 +216,8 @@ def test_accepted_ack_with_in_reply_to(policy: CommandPolicy) -> None:
 
 @pytest.mark.parametrize("cmd", sorted(ALLOWED_COMMANDS))
 def test_each_allowed_command_is_accepted(policy: CommandPolicy, cmd: str) -> None:
-    decision = policy.check(pyjwt_token(claims(cmd=cmd, jti=f"j-{cmd}")), NOW)
+    args = {"maintenance": {"args": {"minutes": 5}}}.get(cmd, {})   # the ones that need args
+    decision = policy.check(pyjwt_token(claims(cmd=cmd, jti=f"j-{cmd}", **args)), NOW)
     assert decision.accepted and decision.cmd == cmd and decision.in_reply_to is None
 
 
