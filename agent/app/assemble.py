@@ -67,6 +67,11 @@ def care_rules(config: Config) -> Optional[CareRules]:
     return CareRules(care, _time_zone(config.device.timezone))
 
 
+def time_zone(name: Optional[str]) -> tzinfo:
+    """``device.timezone`` as a zone with its DST rules; None: the system's zone."""
+    return _time_zone(name)
+
+
 def _time_zone(name: Optional[str]) -> tzinfo:
     from zoneinfo import ZoneInfo
 

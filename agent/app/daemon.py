@@ -26,9 +26,9 @@ import hashlib
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from agent.app.assemble import care_rules, link_settings, state_machine
+from agent.app.assemble import care_rules, link_settings, state_machine, time_zone
 from agent.rules.care import CareRules
 from agent.remote.handler import CommandHandler
 from agent.config.model import Config
@@ -38,6 +38,8 @@ from agent.alarms.feedback import Feedback
 from agent.alarms.book import AlarmBook
 from agent.alarms.store import AlarmStore
 from agent.app.maintenance import MaintenanceMode
+from agent.app.testreport import TestReport
+from agent.rules.testreport import TestReportSchedule, device_offset_s
 from drivers.tamper import TamperSwitch
 from agent.app.actions import Actions
 from agent.app.checks import CommandChecks, command_policy, secrets
@@ -209,7 +211,7 @@ class Agent:
             care=care, commands=self.commands, feedback=self.feedback,
             watchdog=self.notifier, watchdog_s=self.notifier.watchdog_interval_s,
             on_turn=self.status_file.update, started_data=self._started_data(config),
-            timers=[self.maintenance])
+            timers=[self.maintenance, *self._test_report(config)])
         self._claim_pins(config, handover, factory)
 
     def _maintenance(self, config: Config, machines: Mapping[str, Any]) -> MaintenanceMode:
@@ -217,6 +219,14 @@ class Agent:
         inner = [getattr(m, "inner", m) for m in machines.values()]   # a reload's Resumed
         return MaintenanceMode(config.state_dir, [m for m in inner if isinstance(m, TamperSwitch)],
                                clock=self._clock, wall=self._wall)
+
+    def _test_report(self, config: Config) -> List[TestReport]:
+        """``agent.test`` at ``test_report.at`` + this device's offset (docs/spec.md §13.3)."""
+        if config.test_report is None:
+            return []
+        schedule = TestReportSchedule(config.test_report, time_zone(config.device.timezone),
+                                      device_offset_s(config.device.id))
+        return [TestReport(schedule, sensors=self.sensors, feedback=self.feedback, wall=self._wall)]
 
     def _feedback(self, config: Config, factory: Any) -> Feedback:
         """The outputs, and the open alarms saved before (a restart, a power cut)."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple
 
 from agent.alarms.book import AlarmSchedule
+from agent.rules.testreport import TestReportSettings
 from agent.alarms.feedback import Patterns
 from agent.config.reader import Problem
 from agent.delivery.endpoints import Endpoint
@@ -244,6 +245,8 @@ class Config:
     warnings: Tuple[Problem, ...] = ()
     #: escalation of unacknowledged alarms (docs/spec.md §11; AlarmSchedule has the defaults)
     alarms: AlarmSchedule = AlarmSchedule()
+    #: the periodic test report (docs/spec.md §13.3); None = ``test_report: false``
+    test_report: Optional[TestReportSettings] = TestReportSettings()
 
     def sensor(self, name: str) -> SensorConfig:
         for s in self.sensors:
