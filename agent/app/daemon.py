@@ -226,7 +226,8 @@ class Agent:
             return []
         schedule = TestReportSchedule(config.test_report, time_zone(config.device.timezone),
                                       device_offset_s(config.device.id))
-        return [TestReport(schedule, sensors=self.sensors, feedback=self.feedback, wall=self._wall)]
+        return [TestReport(schedule, sensors=self.sensors, feedback=self.feedback,
+                           clock=self._clock, wall=self._wall)]
 
     def _feedback(self, config: Config, factory: Any) -> Feedback:
         """The outputs, and the open alarms saved before (a restart, a power cut)."""

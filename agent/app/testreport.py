@@ -31,15 +31,17 @@ class TestReport:
     __test__ = False
 
     def __init__(self, schedule: TestReportSchedule, *, sensors: Sensors, feedback: BookSource,
-                 wall: Callable[[], float]) -> None:
+                 clock: Callable[[], float], wall: Callable[[], float]) -> None:
         self.schedule = schedule
-        self._sensors, self._feedback, self._wall = sensors, feedback, wall
+        self._sensors, self._feedback = sensors, feedback
+        self._clock, self._wall = clock, wall
 
     def __repr__(self) -> str:
         return f"<TestReport {self.schedule!r}>"
 
     def advance(self, now: float) -> List[Recognised]:
-        if not self.schedule.advance(now, self._wall()):
+        # the wall time *of now*: the turn's now may be a little older than the clocks
+        if not self.schedule.advance(now, self._wall() - (self._clock() - now)):
             return []
         return [AgentEvent(TEST_TYPE, now, self.data())]
 

@@ -32,12 +32,14 @@ def test_the_report_carries_states_faults_alarms_and_latency() -> None:
     feedback.book.last_ack_latency_ms = 812
     sensors.edge("sos", True, 3.0)
     sensors.advance(9.0)                                   # held 6 s: stuck
-    walls: List[float] = [WALL0]
+    clock: List[float] = [9.0]
     report = TestReport(TestReportSchedule(TestReportSettings("10:00", 1), timezone.utc, 30),
-                        sensors=sensors, feedback=feedback, wall=lambda: walls[0])
+                        sensors=sensors, feedback=feedback, clock=lambda: clock[0],
+                        wall=lambda: WALL0 + clock[0] - 9.0)
     assert report.advance(9.0) == []
     assert report.next_deadline() == 9.0 + 3600 + 30
-    walls[0] = WALL0 + 3630
+    clock[0] = 9.0 + 3630.2
+    assert report.advance(9.0 + 3629.9) == []     # a turn that began just before: not yet
     [event] = report.advance(9.0 + 3630)
     assert (event.type, event.sensor, event.critical) == (TEST_TYPE, "agent", False)
     assert event.data == {

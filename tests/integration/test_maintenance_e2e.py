@@ -43,13 +43,15 @@ class Skew:
 
 
 def harness(broker: MosquittoBroker, folder: Path, factory: Any, skew: Skew,
-            state_dir: Optional[Path] = None) -> AgentHarness:
+            state_dir: Optional[Path] = None,
+            overrides: Optional[Dict[str, Any]] = None) -> AgentHarness:
     def build(config: Config) -> Agent:
         return Agent.build(config, pin_factory=factory, clock=skew.clock, wall=skew.wall,
                            notifier=Notifier(None))
     h = AgentHarness(broker, folder, factory, build=build,
                      overrides={"sensors": [SOS, LID],
-                                **({"state_dir": str(state_dir)} if state_dir else {})})
+                                **({"state_dir": str(state_dir)} if state_dir else {}),
+                                **(overrides or {})})
     return h
 
 
