@@ -13,7 +13,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, List, Sequence, Union
+from typing import Any, Callable, List, Optional, Sequence, Union
 
 from agent.alarms.maintenance import Maintenance, parse_maintenance_args
 from agent.files.durable import write_durably
@@ -59,7 +59,7 @@ class MaintenanceMode:
             out += self._tell_switches(now)
         return out
 
-    def next_deadline(self) -> Any:
+    def next_deadline(self) -> Optional[float]:
         return self.core.next_deadline()
 
     def _tell_switches(self, now: float) -> List[Recognised]:

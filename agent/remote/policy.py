@@ -6,8 +6,8 @@ The cloud publishes a command to ``{prefix}/commands`` as a compact JWS (a JWT) 
 with *its* key, which the gateway knows from ``commands.key_file``. The loop hands the
 raw MQTT payload to :meth:`CommandPolicy.check` together with the agent's wall clock
 (``now_epoch``, seconds since the epoch). The answer is a :class:`Decision`: either an
-accepted command (``ack``, ``ping``, ``locate`` or ``maintenance``) or a rejection whose ``reason`` is one
-of :data:`REASONS`. A rejected command does nothing except produce a
+accepted command (``ack``, ``ping``, ``locate``, ``maintenance``) or a rejection whose
+``reason`` is one of :data:`REASONS`. A rejected command does nothing except produce a
 ``command.rejected`` event (rate-limited by ``agent/remote/limiter.py``).
 
 The checks run in this order; the first failure decides the reason::
