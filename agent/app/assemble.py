@@ -91,6 +91,11 @@ def care_rules(config: Config, mode: str = HOME) -> ModeGate:
     return ModeGate(make, mode=mode)
 
 
+def time_zone(name: Optional[str]) -> tzinfo:
+    """``device.timezone`` as a zone with its DST rules; None: the system's zone."""
+    return _time_zone(name)
+
+
 def _time_zone(name: Optional[str]) -> tzinfo:
     from zoneinfo import ZoneInfo
 

@@ -26,9 +26,9 @@ import hashlib
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from agent.app.assemble import care_rules, link_settings, state_machine
+from agent.app.assemble import care_rules, link_settings, state_machine, time_zone
 from agent.app.mode import HomeMode, load_mode
 from agent.rules.mode import ModeGate
 from agent.remote.handler import CommandHandler
@@ -38,6 +38,10 @@ from agent.record.events import clock_synchronised
 from agent.alarms.feedback import Feedback
 from agent.alarms.book import AlarmBook
 from agent.alarms.store import AlarmStore
+from agent.app.maintenance import MaintenanceMode
+from agent.app.testreport import TestReport
+from agent.rules.testreport import TestReportSchedule, device_offset_s
+from drivers.tamper import TamperSwitch
 from agent.app.actions import Actions
 from agent.app.checks import CommandChecks, command_policy, secrets
 from agent.app.loop import AgentLoop, Stop
@@ -189,9 +193,12 @@ class Agent:
         factory = pin_factory if pin_factory is not None else make_pin_factory(
             config.gpio.backend, chip=config.gpio.chip, board_revision=config.gpio.board_revision)
         self.feedback = self._feedback(config, factory)
-        self.sensors = Sensors(self._state_machines(config, handover), self.inputs)
+        machines = self._state_machines(config, handover)
+        self.sensors = Sensors(machines, self.inputs)
+        self.maintenance = self._maintenance(config, machines)
         if policy is not None:
-            actions = Actions(feedback=self.feedback, link=self.publisher, sensors=self.sensors)
+            actions = Actions(feedback=self.feedback, link=self.publisher, sensors=self.sensors,
+                              maintenance=self.maintenance)
             self.commands = CommandHandler(policy[0], policy[1], actions, wall=wall,
                                            mode=HomeMode(care, config.state_dir, wall=wall,
                                                          synced=synced))
@@ -206,8 +213,24 @@ class Agent:
             heartbeat_s=config.heartbeat_s, status=self.status.summary, inbox=self.inbox,
             care=care, commands=self.commands, feedback=self.feedback,
             watchdog=self.notifier, watchdog_s=self.notifier.watchdog_interval_s,
-            on_turn=self.status_file.update, started_data=self._started_data(config))
+            on_turn=self.status_file.update, started_data=self._started_data(config),
+            timers=[self.maintenance, *self._test_report(config)])
         self._claim_pins(config, handover, factory)
+
+    def _maintenance(self, config: Config, machines: Mapping[str, Any]) -> MaintenanceMode:
+        """The saved maintenance period (docs/spec.md §13.4), told to every tamper switch."""
+        inner = [getattr(m, "inner", m) for m in machines.values()]   # a reload's Resumed
+        return MaintenanceMode(config.state_dir, [m for m in inner if isinstance(m, TamperSwitch)],
+                               clock=self._clock, wall=self._wall)
+
+    def _test_report(self, config: Config) -> List[TestReport]:
+        """``agent.test`` at ``test_report.at`` + this device's offset (docs/spec.md §13.3)."""
+        if config.test_report is None:
+            return []
+        schedule = TestReportSchedule(config.test_report, time_zone(config.device.timezone),
+                                      device_offset_s(config.device.id))
+        return [TestReport(schedule, sensors=self.sensors, feedback=self.feedback,
+                           clock=self._clock, wall=self._wall)]
 
     def _feedback(self, config: Config, factory: Any) -> Feedback:
         """The outputs, and the open alarms saved before (a restart, a power cut)."""

@@ -75,6 +75,13 @@ class FeedbackHook(Protocol):
     def next_deadline(self) -> Optional[float]: ...
 
 
+class TimerHook(Protocol):
+    """A timed piece of its own (the maintenance period, the test report)."""
+
+    def advance(self, now: float) -> Sequence[Recognised]: ...
+    def next_deadline(self) -> Optional[float]: ...
+
+
 class WatchdogHook(Protocol):
     def watchdog(self) -> bool: ...
 
@@ -108,7 +115,8 @@ class AgentLoop:
                  feedback: Optional[FeedbackHook] = None,
                  watchdog: Optional[WatchdogHook] = None, watchdog_s: Optional[float] = None,
                  on_turn: Optional[Callable[[float], None]] = None,
-                 started_data: Optional[Dict[str, Any]] = None) -> None:
+                 started_data: Optional[Dict[str, Any]] = None,
+                 timers: Sequence[TimerHook] = ()) -> None:
         """``status``: the heartbeat's data; ``on_turn(now)``: called at the end of each turn."""
         self.sensors = sensors
         self.recorder = recorder
@@ -119,6 +127,7 @@ class AgentLoop:
         self.watchdog, self.watchdog_s = watchdog, watchdog_s
         self.on_turn = on_turn
         self.started_data = started_data or {}
+        self.timers = list(timers)
         self.inbox = inbox if inbox is not None else Inbox()
         self.accepting_edges = True
         self._unstored: List[Recognised] = []     # a batch the recorder refused, to retry
@@ -200,6 +209,8 @@ class AgentLoop:
             for payload in asked.commands:
                 others += self._safely("command", self.commands.handle, payload, now) or []
             others += self._safely("command timers", self.commands.advance, now) or []
+        for timer in self.timers:
+            others += self._safely("timer", timer.advance, now) or []
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.heartbeat_s
             self._safely("heartbeat", self.recorder.supersede, "agent", "agent.heartbeat")
@@ -325,7 +336,7 @@ class AgentLoop:
 
     def next_deadline(self) -> float:
         deadlines = [self._next_heartbeat]
-        for hook in (self.sensors, self.care, self.commands, self.feedback):
+        for hook in (self.sensors, self.care, self.commands, self.feedback, *self.timers):
             d = hook.next_deadline() if hook is not None else None
             if d is not None:
                 deadlines.append(d)

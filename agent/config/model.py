@@ -31,6 +31,7 @@ import yaml.reader
 from yaml.error import Mark
 
 from agent.alarms.book import MAX_REPEATS, MAX_S, MIN_S, AlarmSchedule
+from agent.rules.testreport import MAX_EVERY_DAYS, TestReportSettings
 from agent.config.fields import (SEC, SECRET_HINTS, as_name, as_timezone, mapping,
                                  required_section, section)
 from agent.config.mqtt import read_mqtt
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 TOP_KEYS = ("device", "state_dir", "gpio", "sensors", "outputs", "mqtt", "signing", "buffer",
-            "commands", "care", "heartbeat_s", "alarms")
+            "commands", "care", "heartbeat_s", "alarms", "test_report")
 
 
 def load_config(path: Union[str, Path], *, environ: Optional[Mapping[str, str]] = None) -> Config:
@@ -112,6 +113,7 @@ def parse_config(text: str, source: Path, *, environ: Optional[Mapping[str, str]
         warnings=tuple(sink.warnings),
         alarms=_alarms(top),
         care_v2=care_v2,
+        test_report=_test_report(top, sink),
     )
     if sink.problems:
         raise ConfigProblems(sink.problems)  # warnings wait until the file is valid
@@ -221,6 +223,18 @@ def _alarms(top: MapReader) -> AlarmSchedule:
         ack_timeout_s=a.get("ack_timeout_s", seconds, AlarmSchedule.ack_timeout_s),
         repeat_s=a.get("repeat_s", seconds, AlarmSchedule.repeat_s),
         max_repeats=a.get("max_repeats", as_int(0, MAX_REPEATS), AlarmSchedule.max_repeats))
+
+
+def _test_report(top: MapReader, sink: Sink) -> Optional[TestReportSettings]:
+    """``test_report: {at, every_days}``, or ``false`` (off) / ``true`` (the defaults)."""
+    node = top.value_node("test_report")
+    if isinstance(node, yaml.ScalarNode):
+        return TestReportSettings() if top.get("test_report", as_bool, True) else None
+    t = section(top, "test_report", ("at", "every_days"))
+    d = TestReportSettings
+    return TestReportSettings(at=t.get("at", as_hhmm, d.at),
+                              every_days=t.get("every_days", as_int(1, MAX_EVERY_DAYS, "days"),
+                                               d.every_days))
 
 
 def _commands(top: MapReader, paths: Any) -> CommandsConfig:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple
 
 from agent.alarms.book import AlarmSchedule
+from agent.rules.testreport import TestReportSettings
 from agent.alarms.feedback import Patterns
 from agent.config.reader import Problem
 from agent.delivery.endpoints import Endpoint
@@ -256,6 +257,8 @@ class Config:
     alarms: AlarmSchedule = AlarmSchedule()
     #: the version-2 care rules (docs/spec.md §14); all off by default
     care_v2: CareRulesV2 = CareRulesV2()
+    #: the periodic test report (docs/spec.md §13.3); None = ``test_report: false``
+    test_report: Optional[TestReportSettings] = TestReportSettings()
 
     def sensor(self, name: str) -> SensorConfig:
         for s in self.sensors:

@@ -2,7 +2,7 @@
 
 :class:`agent.remote.policy.CommandPolicy` decides (sans-IO); this module is the thin
 shell around it that the loop calls: it persists the replay record *before* a command
-takes effect, carries out ``ack`` / ``ping`` / ``locate`` through :class:`Actions`, and
+takes effect, carries out ``ack`` / ``ping`` / ``locate`` / ``maintenance`` through :class:`Actions`, and
 turns decisions into ``command.done`` / ``command.rejected`` agent events, with the
 rejection rate limit of :class:`agent.remote.limiter.RejectionLimiter`.
 """
@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Seque
 from agent.remote.limiter import RejectionLimiter
 from agent.remote.policy import CommandPolicy, SeenCommands
 from agent.remote.seen import CommandStore
-from agent.record.recognised import AgentEvent
+from agent.record.recognised import AgentEvent, Recognised
 
 log = logging.getLogger("agent.commands")
 
@@ -30,6 +30,7 @@ class Actions(Protocol):
         ...
 
     def locate(self) -> None: ...
+    def maintenance(self, args: Mapping[str, Any], now: float) -> Sequence[Recognised]: ...
     def status(self) -> Dict[str, Any]: ...
 
 
@@ -63,7 +64,7 @@ class CommandHandler:
     def seen(self) -> SeenCommands:
         return self.policy.seen
 
-    def handle(self, payload: bytes, now: float) -> List[AgentEvent]:
+    def handle(self, payload: bytes, now: float) -> List[Recognised]:
         try:
             decision = self.policy.check(payload, self.wall())
         except Exception:  # the policy never raises for bad input; a bug must not stop the loop
@@ -89,17 +90,20 @@ class CommandHandler:
             self.actions.locate()
         elif decision.cmd == "mode":
             return self._mode(decision.args, data, now)
+        elif decision.cmd == "maintenance":
+            return [AgentEvent("command.done", now, data),
+                    *self.actions.maintenance(decision.args, now)]
         return [AgentEvent("command.done", now, data)]
 
     def _mode(self, args: Mapping[str, Any], data: Dict[str, Any],
-              now: float) -> List[AgentEvent]:
+              now: float) -> List[Recognised]:
         """``mode`` (args checked by the policy): done first, then ``agent.mode`` if it changed."""
         mode = str(args["mode"])
         data["mode"] = mode
         changed = self.mode.set(mode, now) if self.mode is not None else []
         return [AgentEvent("command.done", now, data), *changed]
 
-    def _rejected(self, data: Dict[str, Any], now: float) -> List[AgentEvent]:
+    def _rejected(self, data: Dict[str, Any], now: float) -> List[Recognised]:
         reason = str(data.get("reason"))
         self.rejections[reason] = self.rejections.get(reason, 0) + 1
         if self.limiter.admit(str(data.get("reason")), now):

@@ -6,8 +6,8 @@ The cloud publishes a command to ``{prefix}/commands`` as a compact JWS (a JWT) 
 with *its* key, which the gateway knows from ``commands.key_file``. The loop hands the
 raw MQTT payload to :meth:`CommandPolicy.check` together with the agent's wall clock
 (``now_epoch``, seconds since the epoch). The answer is a :class:`Decision`: either an
-accepted command (``ack``, ``ping`` or ``locate``) or a rejection whose ``reason`` is one
-of :data:`REASONS`. A rejected command does nothing except produce a
+accepted command (``ack``, ``ping``, ``locate``, ``maintenance``) or a rejection whose
+``reason`` is one of :data:`REASONS`. A rejected command does nothing except produce a
 ``command.rejected`` event (rate-limited by ``agent/remote/limiter.py``).
 
 The checks run in this order; the first failure decides the reason::
@@ -30,8 +30,8 @@ The checks run in this order; the first failure decides the reason::
     8. audience    aud == device id                            -> wrong_aud
     9. expiry      now_epoch < exp (agent's clock)             -> expired
    10. replay      jti not seen before, exp above the floor    -> replayed
-   11. allow-list  cmd in ack/ping/locate/mode                 -> unknown_command
-   12. args        mode: exactly {mode: away|home}             -> bad_args
+    11. allow-list  cmd in ack/ping/locate/maintenance/mode     -> unknown_command
+    12. arguments   args as the command needs (ARGS_CHECKS)     -> bad_args
 
 Why this order: someone without the care centre's key can only ever learn
 ``too_large``, ``malformed`` (for things that are not a JWS at all) or
@@ -68,6 +68,7 @@ from dataclasses import dataclass, field
 from typing import (Any, Callable, Dict, FrozenSet, Iterable, List, Mapping,
                     Optional, Tuple)
 
+from agent.alarms.maintenance import parse_maintenance_args
 from agent.rules.mode import parse_mode_args
 from agent.wire import ALGORITHMS, JsonRefused, strict_json
 
@@ -80,7 +81,12 @@ SEEN_CAPACITY = 1000
 #: the header ``typ`` a command carries
 COMMAND_TYP = "homecare-command+jwt"
 #: commands the agent carries out (docs/spec.md §7)
-ALLOWED_COMMANDS: FrozenSet[str] = frozenset({"ack", "ping", "locate", "mode"})
+ALLOWED_COMMANDS: FrozenSet[str] = frozenset({"ack", "ping", "locate", "maintenance", "mode"})
+#: commands whose ``args`` are checked (ValueError -> ``bad_args``, docs/spec.md §7)
+ARGS_CHECKS: Mapping[str, Callable[[Mapping[str, Any]], object]] = {
+    "maintenance": parse_maintenance_args,
+    "mode": parse_mode_args,
+}
 
 TOO_LARGE = "too_large"
 MALFORMED = "malformed"
@@ -341,16 +347,18 @@ class CommandPolicy:
         self.seen.remember(jti, exp)
         if cmd not in self.allowed:
             return Decision(UNKNOWN_COMMAND, cmd=cmd, jti=jti, exp=exp, remembered=True)
-        if cmd == "mode" and not _mode_args_ok(claims.get("args", {})):
+        if not _args_ok(cmd, claims.get("args", {})):
             return Decision(BAD_ARGS, cmd=cmd, jti=jti, exp=exp, remembered=True)
         return Decision(None, cmd=cmd, jti=jti, args=claims.get("args", {}),
                         in_reply_to=claims.get("in_reply_to"), exp=exp, remembered=True)
 
 
-def _mode_args_ok(args: Mapping[str, Any]) -> bool:
-    """``mode``: exactly ``{mode: "away" | "home"}`` (docs/spec.md §14.3)."""
+def _args_ok(cmd: str, args: Mapping[str, Any]) -> bool:
+    check = ARGS_CHECKS.get(cmd)
+    if check is None:
+        return True
     try:
-        parse_mode_args(args)
+        check(args)
     except ValueError:
         return False
     return True

@@ -197,7 +197,7 @@ def test_config_error_str_is_every_line() -> None:
     assert str(info.value).splitlines() == [
         "c.yaml:7:14: heartbeat_s: 1 is too small: the least allowed is 10 seconds",
         "c.yaml:8:1: bogus: unknown key 'bogus'; the keys here are device, state_dir, gpio, "
-        "sensors, outputs, mqtt, signing, buffer, commands, care, heartbeat_s, alarms",
+        "sensors, outputs, mqtt, signing, buffer, commands, care, heartbeat_s, alarms, test_report",
     ]
 
 
@@ -349,7 +349,7 @@ def test_validate_cli_ok_and_errors(tmp_path: Path) -> None:
     assert bad.stderr.splitlines() == [
         f"{bad_file}:7:14: heartbeat_s: expected a whole number of seconds, got 'true' (a boolean)",
         f"{bad_file}:8:1: bogus: unknown key 'bogus'; the keys here are device, state_dir, gpio, "
-        "sensors, outputs, mqtt, signing, buffer, commands, care, heartbeat_s, alarms",
+        "sensors, outputs, mqtt, signing, buffer, commands, care, heartbeat_s, alarms, test_report",
     ]
     missing = run_cli("validate", "--config", str(tmp_path / "none.yaml"))
     assert missing.returncode == 2 and "no such file" in missing.stderr

@@ -69,6 +69,8 @@ def hostile_table(h: AgentHarness, replayed: bytes) -> List[Tuple[str, bytes, st
          "bad_signature", False),
         ("unknown cmd", h.sign("reboot"), "unknown_command", True),
         ("mode with wrong args", h.sign("mode", args={"mode": "asleep"}), "bad_args", True),
+        ("maintenance for 241 minutes", h.sign("maintenance", args={"minutes": 241}),
+         "bad_args", True),
         ("5 KiB payload", h.sign("locate", pad="x" * 5120), "too_large", False),
         ("non-JSON", b"locate please", "malformed", False),
         ("duplicate keys (validly signed)",

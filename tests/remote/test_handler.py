@@ -45,6 +45,10 @@ class RecordingActions:
     def locate(self) -> None:
         self.acts.append(("locate", self.saved()))
 
+    def maintenance(self, args: Any, now: float) -> List[Any]:
+        self.acts.append(("maintenance", dict(args), self.saved()))
+        return []
+
     def status(self) -> Dict[str, Any]:
         return {"link": {"connected": True}}
 
@@ -236,3 +240,26 @@ def test_fuzz_validly_signed_random_claims_never_raise(handler: CommandHandler,
                   "cmd": cmd, **{k: v for k, v in claims.items() if k in ("args", "in_reply_to", "x")}}
     payload = jwt.encode(claims, CLOUD_KEY, algorithm="EdDSA", headers={"typ": TYP}).encode()
     _check_answers(handler.handle(payload, 1.0))
+
+
+def test_maintenance_is_carried_out_after_the_replay_record(handler: CommandHandler) -> None:
+    [done] = handler.handle(token("maintenance", jti="m1", args={"minutes": 30}), 10.0)
+    assert (done.type, done.data["cmd"]) == ("command.done", "maintenance")
+    assert handler.actions.acts == [("maintenance", {"minutes": 30}, ["m1"])]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("args", [{"minutes": 241}, {"minutes": -1}, {"minutes": 1.5},
+                                  {"minutes": True}, {}, {"minutes": 5, "extra": 1}])
+def test_maintenance_bad_args_is_rejected_and_its_jti_seen(handler: CommandHandler,
+                                                           args: Dict[str, Any]) -> None:
+    [rejected] = handler.handle(token("maintenance", jti="m2", args=args), 10.0)
+    assert rejected.type == "command.rejected"
+    assert rejected.data == {"reason": "bad_args", "command_jti": "m2", "cmd": "maintenance"}
+    assert handler.actions.acts == []  # type: ignore[attr-defined]
+    [again] = handler.handle(token("maintenance", jti="m2", args={"minutes": 5}), 11.0)
+    assert again.data["reason"] == "replayed"
+
+
+def test_unknown_command_is_decided_before_bad_args(handler: CommandHandler) -> None:
+    [rejected] = handler.handle(token("maintenancex", jti="m3", args={"minutes": 999}), 10.0)
+    assert rejected.data["reason"] == "unknown_command"

@@ -128,6 +128,8 @@ HOSTILE = [
     ("mode asleep", pyjwt_token(claims(cmd="mode", args={"mode": "asleep"})), "bad_args", "c-1", "mode"),
     ("mode with an extra key", pyjwt_token(claims(cmd="mode", args={"mode": "away", "for": 3})),
      "bad_args", "c-1", "mode"),
+    ("maintenance minutes 241", pyjwt_token(claims(cmd="maintenance", args={"minutes": 241})),
+     "bad_args", "c-1", "maintenance"),
     ("5 KiB payload", pyjwt_token(claims(pad="x" * 5120)), "too_large", None, None),
     ("5 KiB of garbage", b"\xff" * 5120, "too_large", None, None),
     ("not JSON, not JWS", b"hello gateway", "malformed", None, None),
@@ -188,7 +190,7 @@ def test_hostile_command_is_rejected_with_reason(policy: CommandPolicy, name: st
     if cmd is not None:
         expected["cmd"] = cmd
     assert decision.event_data() == expected
-    if reason not in ("unknown_command", "bad_args"):
+    if reason not in ("unknown_command", "bad_args"):   # these use up their jti (spec §7)
         assert policy.seen.to_records() == before, "a rejected command must not use up its jti"
         assert not decision.remembered
 
@@ -223,8 +225,9 @@ def test_accepted_ack_with_in_reply_to(policy: CommandPolicy) -> None:
 
 @pytest.mark.parametrize("cmd", sorted(ALLOWED_COMMANDS))
 def test_each_allowed_command_is_accepted(policy: CommandPolicy, cmd: str) -> None:
-    args = {"mode": "home"} if cmd == "mode" else _DROP  # mode needs its args
-    decision = policy.check(pyjwt_token(claims(cmd=cmd, jti=f"j-{cmd}", args=args)), NOW)
+    args = {"mode": {"args": {"mode": "home"}},                     # the ones that need args
+            "maintenance": {"args": {"minutes": 5}}}.get(cmd, {})
+    decision = policy.check(pyjwt_token(claims(cmd=cmd, jti=f"j-{cmd}", **args)), NOW)
     assert decision.accepted and decision.cmd == cmd and decision.in_reply_to is None
 
 
