@@ -36,16 +36,22 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def rig(tmp_path: Path) -> Iterator[Dict[str, object]]:
-    clock = Clock()
+def _recorder(tmp_path: Path, clock: "Clock", *, synced: bool) -> Tuple[Recorder, Outbox, Counters]:
+    """A real Recorder on a real outbox and counters, its wall clock following ``clock``."""
     outbox = Outbox.open(tmp_path / "outbox.sqlite3")
     counters = Counters(tmp_path / "state")
     recorder = Recorder(device_id="gw-1", topic_prefix="homecare/gw-1",
                         signer=Signer("EdDSA", Ed25519PrivateKey.generate()), counters=counters,
                         outbox=outbox, clocks=Clocks(wall_of=lambda at: 1.8e9 + at,
                                                      now_epoch=lambda: 1.8e9 + clock.now,
-                                                     synced=lambda: False))
+                                                     synced=lambda: synced))
+    return recorder, outbox, counters
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Dict[str, object]]:
+    clock = Clock()
+    recorder, outbox, counters = _recorder(tmp_path, clock, synced=False)
     pins = {"sos": Pin(), "door": Pin()}
     sensors = Sensors({"sos": SosButton("sos"), "door": DoorContact("door")}, pins)
     loop = AgentLoop(sensors=sensors, recorder=recorder, clock=clock, wall=lambda: 1.8e9 + clock.now,
@@ -287,13 +293,7 @@ def test_unsent_motion_is_activity_for_the_rules_and_is_not_recorded(tmp_path: P
     from drivers.motion import MotionSensor
 
     clock = Clock()
-    outbox = Outbox.open(tmp_path / "outbox.sqlite3")
-    counters = Counters(tmp_path / "state")
-    recorder = Recorder(device_id="gw-1", topic_prefix="homecare/gw-1",
-                        signer=Signer("EdDSA", Ed25519PrivateKey.generate()), counters=counters,
-                        outbox=outbox, clocks=Clocks(wall_of=lambda at: 1.8e9 + at,
-                                                     now_epoch=lambda: 1.8e9 + clock.now,
-                                                     synced=lambda: True))
+    recorder, outbox, counters = _recorder(tmp_path, clock, synced=True)
     settings = InactivityRuleSettings(mode="continuous", hours=0.5, warn_min=5)
     gate = ModeGate(lambda: [QuietRule(settings, ZoneInfo("Europe/Berlin"))])
     pir = Pin()
