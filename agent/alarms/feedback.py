@@ -81,7 +81,7 @@ def _check_times(name: str, on_s: float, off_s: float) -> None:
 
 
 #: the patterns played a number of times, ``[on_s, off_s, count]``
-COUNTED = ("chirp", "locate", "fault", "escalate")
+COUNTED = ("chirp", "locate", "fault", "escalate", "warn")
 
 
 @dataclass(frozen=True)
@@ -101,12 +101,12 @@ class Patterns:
     fault: Tuple[float, float, int] = (0.6, 0.3, 2)
     fault_led: Tuple[float, float] = (0.05, 1.95)
     escalate: Tuple[float, float, int] = (0.5, 0.5, 10)
-    #: played while an inactivity warning lasts (docs/spec.md §14.1), until it is
-    #: cancelled or the alert is raised: so [on_s, off_s], repeating
-    warn: Tuple[float, float] = WARN_PATTERN
+    #: played while an inactivity warning lasts (docs/spec.md §14.1): rounds of ``count``
+    #: beeps, repeated until it is cancelled or the alert is raised
+    warn: Tuple[float, float, int] = WARN_PATTERN
 
     def __post_init__(self) -> None:
-        for name in ("pending", "sent", "fault_led", "warn"):
+        for name in ("pending", "sent", "fault_led"):
             value = getattr(self, name)
             if len(value) != 2:
                 raise ValueError(f"pattern {name} is [on_s, off_s], not {list(value)!r}")
@@ -180,7 +180,8 @@ class Feedback:
         if self.buzzer is None:
             return
         if event_type == "care.inactivity_warning":
-            self.buzzer.blink(*self.patterns.warn, n=None)
+            on_s, off_s, _ = self.patterns.warn   # rounds repeated without a pause: one blink
+            self.buzzer.blink(on_s, off_s, n=None)
         elif event_type == "care.inactivity_cancelled":
             self.buzzer.off()
 

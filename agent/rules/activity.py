@@ -35,9 +35,10 @@ ACTIVITY = ACTIVITY_TYPES | {"motion.detected"}
 #: the care events of normal priority (docs/spec.md §3: "except the warning events of 14.1")
 NOTICE_TYPES = frozenset({"care.inactivity_warning", "care.inactivity_cancelled"})
 
-#: the buzzer's ``warn`` pattern [on_s, off_s], repeated from the inactivity warning
-#: until it is cancelled or the alert is raised (docs/spec.md §14.1; agent.alarms.feedback)
-WARN_PATTERN: Tuple[float, float] = (0.2, 0.8)
+#: the buzzer's ``warn`` pattern [on_s, off_s, count] (docs/spec.md §14.1), played from the
+#: inactivity warning and repeated until it is cancelled or the alert is raised
+#: (agent.alarms.feedback)
+WARN_PATTERN: Tuple[float, float, int] = (0.2, 0.8, 60)
 
 #: float slack when comparing a deadline with ``now`` (the clocks' own)
 TOLERANCE_S = _TOLERANCE_S

@@ -180,7 +180,7 @@ def test_defaults_and_factory() -> None:
     assert (settings.mode, settings.hours, settings.from_, settings.to, settings.warn_min) == (
         "daytime", 12.0, "07:00", "22:00", 0.0)
     assert isinstance(inactivity_rule(InactivityRuleSettings(mode="check_in"), BERLIN), CheckInRule)
-    assert WARN_PATTERN == (0.2, 0.8)
+    assert WARN_PATTERN == (0.2, 0.8, 60)          # docs/spec.md §14.1
 
 
 def test_notices_are_only_the_warning_events() -> None:
