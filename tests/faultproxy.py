@@ -31,7 +31,12 @@ Modes (``FaultProxy.MODES``):
 
 ``cut()`` closes every current connection abruptly (RST to both ends) in any mode; new
 connections are then accepted as the mode says. Counters: ``accepted``, ``active``,
-``pubacks_dropped``, ``bytes_up`` (client->broker), ``bytes_down`` (broker->client).
+``pubacks`` (PUBACKs the broker sent, dropped or not), ``pubacks_dropped``, ``bytes_up``
+(client->broker), ``bytes_down`` (broker->client).
+
+A broker routes a publish to its subscribers before (or while) it acknowledges it, and
+the PUBACK reaches the proxy some time after: a subscriber that has a message proves
+nothing about its PUBACK. To know a PUBACK was dropped, wait on ``pubacks_dropped``.
 """
 from __future__ import annotations
 
@@ -161,6 +166,7 @@ class FaultProxy:
         self._mode = mode
         self._cond = threading.Condition()
         self.accepted = 0
+        self.pubacks = 0
         self.pubacks_dropped = 0
         self.bytes_up = 0
         self.bytes_down = 0
@@ -401,8 +407,12 @@ class FaultProxy:
 
     def _from_broker(self, pair: _Pair, data: bytes) -> None:
         mode = self._mode
+        pubacks = 0
 
         def drop(ptype: int) -> bool:
+            nonlocal pubacks
+            if ptype == PUBACK:
+                pubacks += 1
             if mode == "drop_after_connack":
                 if pair.hang_up:
                     return True
@@ -414,6 +424,9 @@ class FaultProxy:
         pair.to_client += out
         with self._cond:
             self.bytes_down += len(out)
+            self.pubacks += pubacks
+            if pubacks:
+                self._cond.notify_all()
             if pair.filter.dropped != before:
                 self.pubacks_dropped += pair.filter.dropped - before
                 self._cond.notify_all()

@@ -10,6 +10,7 @@ the client of one connection from :class:`~agent.delivery.link.LinkSettings`.
 """
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 import paho.mqtt.client as mqtt
@@ -70,13 +71,19 @@ class GuardedSocket:
 
 
 class GuardedClient(mqtt.Client):
-    """paho's client on a :class:`GuardedSocket`."""
+    """paho's client on a :class:`GuardedSocket`, with ``TCP_NODELAY`` on."""
 
     guarded: Optional[GuardedSocket] = None
 
     def _create_socket(self) -> "SocketLike":
         # paho 2.x makes every socket (TCP, then TLS) here; setup.py pins paho < 3
-        self.guarded = GuardedSocket(super()._create_socket(), MAX_INCOMING_PACKET)
+        sock = super()._create_socket()
+        # our packets are small and a care centre waits for each: Nagle would hold one
+        # back for a delayed TCP ACK, ~40 ms a hop (docs/development.md, bench ack)
+        setsockopt = getattr(sock, "setsockopt", None)
+        if setsockopt is not None:
+            setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.guarded = GuardedSocket(sock, MAX_INCOMING_PACKET)
         return self.guarded
 
     @property

@@ -98,10 +98,15 @@ def test_rows_leave_the_outbox_only_on_puback(endpoint: Endpoint, proxy: FaultPr
     prefix = endpoint.broker.prefix
     with endpoint.subscriber(f"{prefix}/events/#") as sub:
         wait_until(lambda: rig.publisher.status.connected, timeout=10, what="connected")
+        proxy.wait_until(lambda p: p.pubacks >= 1, timeout=10)  # the "online" status's
         proxy.set_mode("drop_pubacks")    # the broker gets them; we never hear back
         made = rig.record(15)
         wait_until(lambda: received_jtis(sub) >= set(rig.jtis(made)), timeout=10,
                    what="the broker to route all 15")
+        # routed is not acknowledged yet: the PUBACKs reach the proxy after the subscriber
+        # has the events, and one still on its way would pass once the mode is "pass" again
+        proxy.wait_until(lambda p: p.pubacks_dropped >= 15, timeout=10)
+        assert proxy.pubacks_dropped == 15
         assert rig.depth() == 15          # delivered to the broker, but not acknowledged
         assert rig.publisher.status.delivered == 0
         proxy.set_mode("pass")            # the stall is detected, the link recycled, resent

@@ -7,6 +7,7 @@ all real: paho in the publisher, mosquitto, and a subscribing client.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import AbstractSet, Dict, Iterator, List, Optional, Sequence
 
 import pytest
 
+from agent.delivery.client import Notes, new_client
 from agent.delivery.window import WindowSettings
 from agent.delivery.publisher import LinkSettings, Publisher, TlsSettings
 import paho.mqtt.client as mqtt
@@ -109,6 +111,24 @@ def test_tls_with_password_delivers_everything_and_deletes_on_puback(
         sub.wait_for(50, timeout=10)
     assert sorted(source.acked) == list(range(50))
     assert [m.payload for m in sub.messages] == [b"event-%d" % i for i in range(50)]
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_the_agent_socket_has_nagle_off(broker: MosquittoBroker, tls: bool) -> None:
+    s = settings(broker, broker.tls_port if tls else broker.plain_port, tls=tls)
+    notes = Notes()
+    client = new_client(s, notes, clean=True, will=b"offline")
+    client.connect(s.host, s.port, s.keepalive_s)
+    try:
+        deadline = time.monotonic() + 5
+        while notes.connack is None and time.monotonic() < deadline:
+            client.loop(0.1)
+        assert notes.connack == 0          # a real connection to mosquitto, not just a socket
+        sock = client.socket()
+        assert sock is not None
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        client.disconnect()
 
 
 def test_status_is_retained_online_then_offline_on_a_clean_stop(
