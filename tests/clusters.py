@@ -38,7 +38,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -313,10 +313,11 @@ class NatsCluster:
                                          stderr=subprocess.STDOUT, start_new_session=True)
 
     def _wait_ready(self, node: _NatsNode, deadline: float) -> None:
-        steps = [("no JetStream meta leader", lambda: node.healthy("?js-server-only=true")),
-                 ("no MQTT publish taken", lambda: mqtt_probe(self.host, node.mqtt_port, "consumer",
-                                                              self.users["consumer"], 3.0)),
-                 ("/healthz stays red", lambda: node.healthy())]
+        steps: List[Tuple[str, Callable[[], bool]]] = [
+            ("no JetStream meta leader", lambda: node.healthy("?js-server-only=true")),
+            ("no MQTT publish taken", lambda: mqtt_probe(self.host, node.mqtt_port, "consumer",
+                                                         self.users["consumer"], 3.0)),
+            ("/healthz stays red", lambda: node.healthy())]
         for what, check in steps:
             while not check():
                 if time.monotonic() > deadline or not node.running:
